@@ -1,0 +1,1 @@
+"""Audio: any ComfyUI AUDIO -> 16 kHz mono, features aligned to video frames."""

@@ -1,0 +1,1 @@
+"""Faces: tracking backends, alignment to canonical crops, masks, paste-back."""

@@ -1,0 +1,1 @@
+"""Mouth model: Procrustes alignment, pose, PCA mouth params, identity code."""

@@ -1,0 +1,1 @@
+"""The puppet world: a synthetic talking-face dataset with speaking styles."""

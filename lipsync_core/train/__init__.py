@@ -1,0 +1,1 @@
+"""Dataset preparation, training loops and evaluation."""

@@ -1,0 +1,142 @@
+"""The contracts between the parts (DESIGN.md section 4).
+
+Plain dataclasses over numpy arrays: the front end produces them, the models
+and the pipeline consume them, the ComfyUI nodes pass them along as custom
+types. Arrays are float32 unless stated; frame axes always come first and a
+track or feature sequence always has exactly one entry per video frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# Number of mouth parameters (the paper's 13 mouth-related 3DMM coefficients).
+NUM_MOUTH_PARAMS = 13
+# MediaPipe Face Mesh topology (with iris refinement).
+NUM_LANDMARKS = 478
+
+
+class LipSyncInputError(ValueError):
+    """Bad user input. The message names the input and the fix, in one line."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What an audio feature sequence is, so a checkpoint can refuse the wrong one.
+
+    kind: "logmel", "wav2vec2", "hubert" or "comfy_audio_encoder" (+ model name in extra).
+    sample_rate: rate of the waveform the features were computed from (Hz).
+    hop_length: analysis hop in samples at ``sample_rate``.
+    dims: feature dimension D per video frame.
+    extra: any further settings that change the numbers (n_mels, window, model id).
+    """
+
+    kind: str
+    sample_rate: int
+    hop_length: int
+    dims: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "sample_rate": self.sample_rate,
+            "hop_length": self.hop_length,
+            "dims": self.dims,
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
+        return cls(d["kind"], int(d["sample_rate"]), int(d["hop_length"]), int(d["dims"]), dict(d.get("extra", {})))
+
+    def check_compatible(self, trained_on: FeatureSpec, what: str = "audio features") -> None:
+        """Raise LipSyncInputError when features differ from those a model was trained on."""
+        if self.to_dict() != trained_on.to_dict():
+            raise LipSyncInputError(
+                f"{what}: features are {self.to_dict()} but the model was trained on "
+                f"{trained_on.to_dict()}; compute the features with the model's feature spec."
+            )
+
+
+@dataclass
+class AudioFeatures:
+    """Per-video-frame audio features: one row per frame at ``fps``."""
+
+    features: np.ndarray  # (T_frames, D) float32
+    fps: float
+    spec: FeatureSpec
+    silence: np.ndarray | None = None  # (T_frames,) bool, True where the frame is silent
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+
+@dataclass
+class FaceTrack:
+    """One face followed through a video (frame count in == frame count out).
+
+    landmarks: (T, 478, 3) in image pixels (x, y, z with z in x's pixel scale).
+    detected: (T,) bool, a face was found in that frame by the backend.
+    usable: (T,) bool, the frame has landmarks (detected, or interpolated over a short gap);
+        frames that are not usable are passed through untouched.
+    crop_transforms: (T, 2, 3) similarity transform image pixels -> canonical crop pixels
+        for a crop of ``crop_size`` (smoothed over time).
+    rotations: (T, 3, 3) head rotation (canonical mean face -> this frame), from Procrustes.
+    """
+
+    fps: float
+    frame_size: tuple[int, int]  # (H, W)
+    landmarks: np.ndarray
+    detected: np.ndarray
+    usable: np.ndarray
+    crop_transforms: np.ndarray
+    rotations: np.ndarray
+    crop_size: int
+    backend: str = "mediapipe"
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.landmarks.shape[0])
+
+    @property
+    def interpolated(self) -> np.ndarray:
+        return self.usable & ~self.detected
+
+
+@dataclass
+class StyleReference:
+    """The paper's style reference: a clip's audio (keys) and lip shapes (values).
+
+    audio_features: (n, D) reference audio features (same spec as the input's).
+    mouth_params: (n, 13) reference mouth params, frame-aligned with audio_features.
+    face_crops: (k, S, S, 3) float 0..1 reference face crops for the renderer.
+    """
+
+    audio_features: np.ndarray
+    mouth_params: np.ndarray
+    face_crops: np.ndarray
+    spec: FeatureSpec
+    source: str = ""
+    frame_indices: np.ndarray | None = None  # (n,) frames of the source the rows came from
+    identity: np.ndarray | None = None  # (id_dim,) identity code of the reference person
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.mouth_params.shape[0])
+
+
+@dataclass
+class LipMotion:
+    """Stage-1 output: mouth params per video frame (+ the style attention, if asked)."""
+
+    params: np.ndarray  # (T, 13)
+    fps: float
+    attention: np.ndarray | None = None  # (T, n) rows sum to 1
+    style_strength: float = 1.0
+
+    def __len__(self) -> int:
+        return int(self.params.shape[0])
