@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
@@ -197,7 +196,10 @@ class LipMotionTransformer(ModelMixin, ConfigMixin):
                 )
         dtype = self.ref_lip_in.weight.dtype
         positions = sinusoidal_positions(n, cfg.d_model, ref_mouth.device, dtype)
-        values = self.ref_lip_encoder(self.ref_lip_in(ref_mouth.to(dtype)) + positions, ref_padding_mask)
+        ref_mouth = ref_mouth.to(dtype)
+        if ref_padding_mask is not None:
+            ref_mouth = ref_mouth.masked_fill(ref_padding_mask[..., None], 0.0)
+        values = self.ref_lip_encoder(self.ref_lip_in(ref_mouth) + positions, ref_padding_mask)
         if cfg.reference_mode == "lip_only":
             keys = values
         else:
@@ -208,7 +210,11 @@ class LipMotionTransformer(ModelMixin, ConfigMixin):
                     f"ref_audio has shape {tuple(ref_audio.shape)}; expected [{g}, {n}, {cfg.audio_dim}] "
                     "(frame-aligned with ref_mouth, the model's audio feature size)."
                 )
-            audio_tokens = self.ref_audio_conv(ref_audio.to(dtype).transpose(1, 2)).transpose(1, 2)
+            ref_audio = ref_audio.to(dtype)
+            if ref_padding_mask is not None:
+                # Zero padded frames so the temporal conv sees them exactly like its own zero padding.
+                ref_audio = ref_audio.masked_fill(ref_padding_mask[..., None], 0.0)
+            audio_tokens = self.ref_audio_conv(ref_audio.transpose(1, 2)).transpose(1, 2)
             keys = self.ref_audio_encoder(audio_tokens + positions, ref_padding_mask)
         return ReferenceMemory(keys=keys, values=values, padding_mask=ref_padding_mask)
 
@@ -452,6 +458,6 @@ def motion_loss(
             raise LipSyncInputError(
                 f"vertex_basis has shape {tuple(vertex_basis.shape)}; expected [{pred.shape[-1]}, V*3]."
             )
-        vertex_l1 = F.l1_loss(diff @ vertex_basis.to(device=pred.device, dtype=pred.dtype), torch.zeros(()).to(pred))
+        vertex_l1 = (diff @ vertex_basis.to(device=pred.device, dtype=pred.dtype)).abs().mean()
     loss = param_l1 + float(vertex_weight) * vertex_l1
     return loss, {"param_l1": param_l1.detach(), "vertex_l1": vertex_l1.detach()}
