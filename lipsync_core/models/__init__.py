@@ -2,9 +2,11 @@
 
 Modules: ``attention`` (the one attention function + ComfyUI hook), ``motion`` (stage 1),
 ``renderer`` (stage 2), ``io`` (safetensors save/load), ``precision`` (autocast choices).
+The function ``attention`` is imported from ``lipsync_core.models.attention`` (not re-exported
+here, so the submodule name is not shadowed).
 """
 
-from .attention import attention, attention_override, current_backend, set_attention_override
+from .attention import attention_override, current_backend, set_attention_override
 from .io import load_model, save_model
 from .motion import LipMotionTransformer, ReferenceMemory, motion_loss
 from .precision import autocast_context
@@ -15,7 +17,6 @@ __all__ = [
     "LipRenderUNet",
     "ReferenceFeatures",
     "ReferenceMemory",
-    "attention",
     "attention_override",
     "autocast_context",
     "current_backend",

@@ -134,3 +134,22 @@ def attention(
     if q.is_cuda and _xformers() is not None:
         return _xformers_attention(q, k, v, attn_mask)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+
+
+def heads_merged_adapter(fn: Callable[..., torch.Tensor]) -> AttentionFn:
+    """Adapt a ComfyUI-style ``fn(q, k, v, heads, mask=None, skip_reshape=True)`` to this module's hook.
+
+    ComfyUI's ``optimized_attention`` takes ``[B, heads, L, d]`` with ``skip_reshape=True`` and returns
+    ``[B, L, heads*d]`` (or ``[B, heads, L, d]`` in versions that honour ``skip_output_reshape``).
+    Boolean masks are passed as additive float masks, which every ComfyUI backend accepts.
+    """
+
+    def adapted(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None):
+        b, heads, lq, d = q.shape
+        mask = None if attn_mask is None else _as_additive(attn_mask, q.dtype)
+        out = fn(q, k, v, heads, mask=mask, skip_reshape=True)
+        if out.dim() == 3:
+            out = out.view(b, lq, heads, d).transpose(1, 2)
+        return out
+
+    return adapted

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..types import NUM_MOUTH_PARAMS, LipSyncInputError
 from .attention import attention
-from .layers import MultiHeadAttention
+from .layers import MultiHeadAttention, sinusoidal_positions
 
 MODCONV_IMPLS = ("auto", "grouped", "input_scaling")
 
@@ -144,25 +144,37 @@ class ResBlock(nn.Module):
 
 
 class ReferenceCrossAttention(nn.Module):
-    """Spatial cross-attention: Q from U-Net features, K = V from appearance tokens; residual add."""
+    """Spatial cross-attention: Q from U-Net features, K = V from appearance tokens; residual add.
 
-    def __init__(self, channels: int, ref_channels: int, head_dim: int, groups: int) -> None:
+    With ``positions`` a fixed 2D sin/cos code of the pixel position is added to the queries and the
+    keys (not the values), so a query can look up the *same place* in the reference face (the mouth
+    region of the reference for the mouth region of the frame) as well as similar content.
+    """
+
+    def __init__(self, channels: int, ref_channels: int, head_dim: int, groups: int, positions: bool = True) -> None:
         super().__init__()
         heads = max(1, channels // head_dim)
+        self.positions = positions
         self.norm = nn.GroupNorm(_groups(channels, groups), channels)
         self.ref_norm = nn.LayerNorm(ref_channels)
         self.attn = MultiHeadAttention(
             channels, heads, key_dim=ref_channels, value_dim=ref_channels, head_dim=channels // heads
         )
 
-    def forward(self, x: torch.Tensor, ref_tokens: torch.Tensor) -> torch.Tensor:
-        """x [B, C, H, W]; ref_tokens [B or 1, L, c] (one reference set may serve the whole batch)."""
+    def forward(self, x: torch.Tensor, ref_tokens: torch.Tensor, ref_hw: tuple[int, int] | None = None) -> torch.Tensor:
+        """x [B, C, H, W]; ref_tokens [B or 1, k*h*w, c] (one reference set may serve the whole batch)."""
         b, c, height, width = x.shape
         attn = self.attn
         tokens = self.norm(x).flatten(2).transpose(1, 2)  # [B, HW, C]
-        q = attn.split_heads(attn.to_q(tokens))  # [B, h, HW, dh]
         ref = self.ref_norm(ref_tokens.to(x.dtype))
-        k, v = attn.project_kv(ref, ref)
+        ref_keys = ref
+        if self.positions:
+            tokens = tokens + sinusoidal_positions_2d(height, width, c, x.device, tokens.dtype)
+            rh, rw = ref_hw or (height, width)
+            table = sinusoidal_positions_2d(rh, rw, ref.shape[-1], x.device, ref.dtype)
+            ref_keys = ref + table.repeat(ref.shape[1] // (rh * rw), 1)
+        q = attn.split_heads(attn.to_q(tokens))  # [B, h, HW, dh]
+        k, v = attn.project_kv(ref_keys, ref)
         g = k.shape[0]
         if g == b:
             out = attention(q, k, v)
@@ -174,6 +186,17 @@ class ReferenceCrossAttention(nn.Module):
             raise LipSyncInputError(f"reference features have batch {g}; expected 1 or the sample batch {b}.")
         out = attn.to_out(attn.merge_heads(out))
         return x + out.transpose(1, 2).reshape(b, c, height, width)
+
+
+def sinusoidal_positions_2d(
+    height: int, width: int, channels: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """[height*width, channels]: half the channels encode the row, half the column (sin/cos pairs)."""
+    half = channels // 2
+    rows = sinusoidal_positions(height, half, device, torch.float32)  # [H, half]
+    cols = sinusoidal_positions(width, channels - half, device, torch.float32)  # [W, channels-half]
+    table = torch.cat([rows[:, None, :].expand(height, width, half), cols[None].expand(height, width, -1)], dim=-1)
+    return table.reshape(height * width, channels).to(dtype)
 
 
 class MotionEncoder(nn.Module):
@@ -223,6 +246,7 @@ class ReferenceFeatures:
     """Appearance tokens per U-Net level, [B or 1, k*h_l*w_l, c_l]; compute once per chunk, reuse every step."""
 
     tokens: list[torch.Tensor]
+    sizes: list[tuple[int, int]] | None = None  # (h, w) of each level's feature map
 
     @property
     def batch(self) -> int:
@@ -273,6 +297,7 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
         appearance_channels: tuple[int, ...] | None = None,
         use_mask_channel: bool = True,
         use_masked_latent: bool = False,
+        reference_positions: bool = True,
         norm_groups: int = 32,
         modulation_eps: float = 1e-8,
         modconv_impl: str = "auto",
@@ -307,7 +332,7 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
         self.conv_in = nn.Conv2d(self.in_channels, ch0, 3, padding=1)
 
         def attn(level: int, ch: int) -> nn.Module | None:
-            return ReferenceCrossAttention(ch, app_channels[level], attention_head_dim, g)
+            return ReferenceCrossAttention(ch, app_channels[level], attention_head_dim, g, reference_positions)
 
         self.down_res = nn.ModuleList()
         self.down_attn = nn.ModuleList()
@@ -383,11 +408,12 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
         b, k = reference_latents.shape[:2]
         dtype = self.conv_in.weight.dtype
         feats = self.appearance_encoder(reference_latents.flatten(0, 1).to(dtype))
-        tokens = []
+        tokens, sizes = [], []
         for f in feats:
             c, h, w = f.shape[1:]
             tokens.append(f.view(b, k, c, h * w).permute(0, 1, 3, 2).reshape(b, k * h * w, c))
-        return ReferenceFeatures(tokens)
+            sizes.append((h, w))
+        return ReferenceFeatures(tokens, sizes)
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -427,9 +453,12 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
         if reference_features is None and reference_latents is not None:
             reference_features = self.encode_reference(reference_latents)
         refs = None if reference_features is None else reference_features.tokens
+        sizes = None if reference_features is None else reference_features.sizes
 
         def cross(block: nn.Module | None, hidden: torch.Tensor, level: int) -> torch.Tensor:
-            return hidden if (block is None or refs is None) else block(hidden, refs[level])
+            if block is None or refs is None:
+                return hidden
+            return block(hidden, refs[level], None if sizes is None else sizes[level])
 
         hidden = self.conv_in(x)
         skips = []
