@@ -225,3 +225,39 @@ def test_load_audio_files(tmp_path, speech_44k_stereo_int16):
     assert np.corrcoef(a[:n], b[:n])[0, 1] > 0.9
     with pytest.raises(LipSyncInputError, match="does not exist"):
         load_audio_file(tmp_path / "missing.wav")
+
+
+@pytest.mark.parametrize("model", ["wav2vec2", "hubert"])
+def test_learned_features_from_a_local_folder(tmp_path, model, speech_44k_stereo_int16):
+    """A (tiny, random) wav2vec2/HuBERT saved to a folder is read with local_files_only and aligned to frames."""
+    from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Model
+
+    from lipsync_core.audio import SpeechEncoder
+
+    cfg_cls, model_cls = (Wav2Vec2Config, Wav2Vec2Model) if model == "wav2vec2" else (HubertConfig, HubertModel)
+    torch.manual_seed(0)
+    config = cfg_cls(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16, 16, 16, 16, 16, 16),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )
+    model_cls(config).save_pretrained(tmp_path / model)
+    encoder = SpeechEncoder(tmp_path / model, layer=-1, window_s=1.0, context_s=0.2)
+    assert encoder.hop == 320 and encoder.receptive_field == 400 and encoder.spec.kind == model
+    wave = audio_to_mono({"waveform": torch.from_numpy(speech_44k_stereo_int16)[None], "sample_rate": 44100})
+    wave = wave[: 3 * 16000]
+    feats = compute_features(wave, 29.97, kind=model, encoder=encoder)
+    assert feats.features.shape == (int(np.ceil(3 * 29.97 - 1e-3)), 32) and np.isfinite(feats.features).all()
+    assert feats.spec.dims == 32 and feats.spec.hop_length == 320
+    # Long audio is encoded in windows; it keeps exactly one frame per hop, like a single pass.
+    whole = SpeechEncoder(tmp_path / model, window_s=60.0).encode(wave)
+    windowed = encoder.encode(wave)
+    assert windowed.shape == whole.shape
+    with pytest.raises(LipSyncInputError, match="kind"):
+        compute_features(wave, 25, kind="hubert" if model == "wav2vec2" else "wav2vec2", encoder=encoder)
+    with pytest.raises(LipSyncInputError, match="config.json"):
+        SpeechEncoder(tmp_path / "nothing-here")
