@@ -33,7 +33,9 @@ UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
 LIPS = tuple(sorted(set(LIPS_OUTER) | set(LIPS_INNER)))
 # Points that do not move when a person speaks: eyes, nose, upper oval. Rigid alignment
 # (Procrustes) uses these so that mouth motion does not leak into the head pose.
-RIGID = tuple(sorted(set(LEFT_EYE) | set(RIGHT_EYE) | set(NOSE) | set(FACE_OVAL[:9]) | set(FACE_OVAL[-9:])))
+# The upper oval is taken symmetrically (10 and 8 mirrored pairs, 454..234 via the forehead);
+# 93 / 323, where the jaw starts, are left out.
+RIGID = tuple(sorted(set(LEFT_EYE) | set(RIGHT_EYE) | set(NOSE) | set(FACE_OVAL[:9]) | set(FACE_OVAL[-8:])))
 
 
 def as_array(indices: tuple[int, ...]) -> np.ndarray:
