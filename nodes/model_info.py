@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ._core import weights
-from .comfy_host import CATEGORY, model_filenames, model_folder_paths, resolve_model_path
+from .comfy_host import CATEGORY, MODEL_FOLDER, model_filenames, model_folder_paths, resolve_model_path
 from .model_cache import MODEL_CACHE, file_key
 
 ALL_FILES = "(all files)"
@@ -115,7 +115,11 @@ class StyleLipSyncModelInfo:
             "required": {
                 "model": (
                     [ALL_FILES, *model_filenames()],
-                    {"default": ALL_FILES, "tooltip": "One file of the models folder, or all of them."},
+                    {
+                        "default": ALL_FILES,
+                        "tooltip": "One file of the models folder, or all of them.",
+                        "stylelipsync_folder": MODEL_FOLDER,
+                    },
                 ),
             }
         }
