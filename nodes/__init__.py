@@ -7,8 +7,10 @@ ComfyUI it registers the ``stylelipsync`` models folder with folder_paths.
 
 from . import model_info
 from .comfy_host import register_model_folder
+from .routes import register_routes
 
 register_model_folder()
+register_routes()
 
 _NODE_MODULES = (model_info,)
 

@@ -70,7 +70,11 @@ def model_filenames() -> list[str]:
     folder_paths = comfy_module("folder_paths")
     if folder_paths is None or MODEL_FOLDER not in folder_paths.folder_names_and_paths:
         return []
-    return list(folder_paths.get_filename_list(MODEL_FOLDER))
+    try:
+        return list(folder_paths.get_filename_list(MODEL_FOLDER))
+    except OSError:  # a folder ComfyUI listed earlier was removed since; its cache trips over it
+        getattr(folder_paths, "filename_list_cache", {}).pop(MODEL_FOLDER, None)
+        return list(folder_paths.get_filename_list(MODEL_FOLDER))
 
 
 def resolve_model_path(name: str, input_name: str = "model") -> Path:
