@@ -1,0 +1,482 @@
+"""The whole job, from a video and an audio track to the lip-synced video.
+
+track the face -> audio features -> style reference -> stage 1 over all frames in one
+batched call -> stage 2 in chunks of frames -> paste back. The CLI streams frames from
+and to files; the ComfyUI nodes call the same steps on in-memory frames. Memory is
+bounded by the chunk: only landmarks and per-frame parameters are kept for the
+whole video.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import TARGET_RATE, compute_features, load_audio_file
+from .audio.length import match_length
+from .face import FaceTracker, paste_back, warp_to_crops
+from .media import VideoWriter, iter_video_frames, probe_video
+from .models.io import load_model
+from .models.precision import autocast_context
+from .motion import MouthModel, mouth_opening, rotation_to_vector
+from .render.codec import DiffusersVAECodec, LatentCodec, check_codec
+from .render.conditioning import choose_reference_frames, choose_reference_window, mask_lower_half, motion_windows
+from .render.sampling import make_scheduler, sample_lower_half, shared_noise
+from .types import AudioFeatures, FaceTrack, FeatureSpec, LipMotion, LipSyncInputError, StyleReference
+
+MODEL_FILES = {
+    "motion": "motion.safetensors",
+    "renderer": "renderer.safetensors",
+    "mouth_model": "mouth_model.safetensors",
+    "vae": "vae.safetensors",
+}
+
+Progress = Callable[[int, int], None]  # (done, total) of the current stage
+Interrupt = Callable[[], None]  # raises to stop between chunks
+
+
+def _nothing(*_args) -> None:
+    return None
+
+
+# ----------------------------------------------------------------------------- models
+
+
+@dataclass
+class LipSyncModels:
+    """The stage-1 and stage-2 models, the mouth model, and the renderer's own VAE (if shipped)."""
+
+    motion: torch.nn.Module
+    renderer: torch.nn.Module
+    mouth: MouthModel
+    vae: torch.nn.Module | None = None
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike, device: str | torch.device = "cpu") -> LipSyncModels:
+        """Load ``motion``, ``renderer``, ``mouth_model`` (and ``vae`` if present) .safetensors from a folder."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise LipSyncInputError(f"models: no folder {folder}; point --models at the folder of .safetensors files.")
+        vae_path = folder / MODEL_FILES["vae"]
+        return cls(
+            motion=load_model(folder / MODEL_FILES["motion"], "motion", device),
+            renderer=load_model(folder / MODEL_FILES["renderer"], "renderer", device),
+            mouth=MouthModel.load(folder / MODEL_FILES["mouth_model"]),
+            vae=load_model(vae_path, "vae", device) if vae_path.is_file() else None,
+        )
+
+    @property
+    def feature_spec(self) -> FeatureSpec:
+        spec = self.motion.config.feature_spec
+        if not spec:
+            raise LipSyncInputError("motion model: its file records no audio feature spec; re-export it.")
+        return FeatureSpec.from_dict(spec)
+
+    def codec(self, external: LatentCodec | None = None) -> LatentCodec:
+        """The latent codec to render with: the caller's VAE if given, else the renderer's own."""
+        cfg = self.renderer.config
+        if external is None:
+            if self.vae is None:
+                raise LipSyncInputError("vae: the renderer ships no VAE; connect the VAE it was trained with.")
+            external = DiffusersVAECodec(self.vae, cfg.latent_scale, cfg.latent_shift)
+        check_codec(external, cfg.latent_channels)
+        return external
+
+
+@dataclass
+class RenderSettings:
+    """Stage-2 settings. The step count default is the measured one (docs/PERFORMANCE.md)."""
+
+    sampler: str = "dpmpp_2m"
+    steps: int = 20
+    seed: int = 0
+    chunk_size: int = 16
+    precision: str = "fp32"
+    color_match: float = 0.5
+    reference_images: int = 3
+    feather: float = 0.06
+
+
+# ----------------------------------------------------------------------------- frames
+
+
+class FrameSource:
+    """Random access by index to a video's frames, in chunks; arrays and files alike."""
+
+    fps: float
+    num_frames: int
+
+    def iter_chunks(self, size: int) -> Iterator[np.ndarray]:
+        for start in range(0, self.num_frames, size):
+            yield self.get(np.arange(start, min(start + size, self.num_frames)))
+
+    def get(self, indices: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class ArrayFrames(FrameSource):
+    """Frames already in memory (ComfyUI IMAGE batches): [T, H, W, 3] float 0..1 or uint8."""
+
+    def __init__(self, frames, fps: float) -> None:
+        if isinstance(frames, torch.Tensor):
+            frames = frames.detach().cpu().numpy()
+        self.frames = frames
+        self.fps = float(fps)
+        self.num_frames = len(frames)
+
+    def get(self, indices: np.ndarray) -> np.ndarray:
+        return self.frames[np.asarray(indices)]
+
+
+class VideoFileFrames(FrameSource):
+    """Frames decoded from a file on demand: forward reads stream, a backward jump re-reads.
+
+    Only the frames of the requested range are held, so memory is bounded by the chunk.
+    """
+
+    def __init__(self, path: str | os.PathLike, what: str = "video") -> None:
+        self.path = Path(path)
+        self.what = what
+        info = probe_video(self.path, what)
+        self.fps = info.fps
+        # The container's count can be an estimate: tracking, which decodes every frame, sets the exact one.
+        self.num_frames = info.frame_count
+        self._reader: Iterator[np.ndarray] | None = None
+        self._pos = 0  # index of the next frame the reader yields
+        self._pending: list[np.ndarray] = []
+
+    def iter_chunks(self, size: int) -> Iterator[np.ndarray]:
+        yield from iter_video_frames(self.path, size, self.what)
+
+    def _restart(self) -> None:
+        self._reader = iter_video_frames(self.path, 16, self.what)
+        self._pos, self._pending = 0, []
+
+    def _next_frame(self) -> np.ndarray:
+        if not self._pending:
+            self._pending = list(next(self._reader))
+        self._pos += 1
+        return self._pending.pop(0)
+
+    def get(self, indices: np.ndarray) -> np.ndarray:
+        indices = np.asarray(indices)
+        lo, hi = int(indices.min()), int(indices.max())
+        if self._reader is None or lo < self._pos:
+            self._restart()
+        while self._pos < lo:
+            self._next_frame()
+        held = {}
+        while self._pos <= hi:
+            i = self._pos
+            held[i] = self._next_frame()
+        # keep the range readable again without a restart (a loop or ping-pong revisits it)
+        self._pending = [held[i] for i in range(lo, hi + 1)] + self._pending
+        self._pos = lo
+        return np.stack([held[int(i)] for i in indices])
+
+
+# ----------------------------------------------------------------------------- analysis
+
+
+@dataclass
+class FaceAnalysis:
+    """What the mouth model reads from a tracked face: per-frame params, pose, the person's identity."""
+
+    track: FaceTrack
+    params: np.ndarray  # (T, 13); frames that are not usable hold their nearest usable frame's values
+    rotations: np.ndarray  # (T, 3) axis-angle
+    identity: np.ndarray  # (id_dim,)
+    openness: np.ndarray  # (T,) inner-lip gap, IOD units
+    neutral: np.ndarray  # (478, 3) aligned neutral mesh
+
+    @classmethod
+    def of(cls, track: FaceTrack, mouth: MouthModel) -> FaceAnalysis:
+        usable_landmarks = track.landmarks[track.usable]
+        neutral = mouth.neutral_shape(usable_landmarks)
+        aligned = mouth.align(track.landmarks)
+        return cls(
+            track=track,
+            params=mouth.encode(track.landmarks, neutral=neutral),
+            rotations=rotation_to_vector(track.rotations),
+            identity=mouth.identity(neutral=neutral),
+            openness=mouth_opening(aligned),
+            neutral=neutral,
+        )
+
+
+def track_source(source: FrameSource, crop_size: int, progress: Progress = _nothing, interrupt: Interrupt = _nothing,
+                 what: str = "video", **tracker_options) -> FaceTrack:
+    """Track the face through every frame of a source, streaming in chunks."""
+    with FaceTracker(source.fps, crop_size=crop_size, input_name=what, **tracker_options) as tracker:
+        done = 0
+        for chunk in source.iter_chunks(32):
+            interrupt()
+            tracker.feed(chunk)
+            done += len(chunk)
+            progress(done, source.num_frames)
+        track = tracker.finish()
+    source.num_frames = len(track)  # exact, now that every frame was decoded
+    return track
+
+
+def audio_features(wave: np.ndarray, fps: float, num_frames: int, spec: FeatureSpec) -> AudioFeatures:
+    """Features of ``spec``'s kind for ``num_frames`` video frames (only weight-free log-mel here)."""
+    if spec.kind != "logmel":
+        raise LipSyncInputError(
+            f"audio features: the motion model was trained on '{spec.kind}' features; compute them with the "
+            "matching encoder (the StyleLipSync audio-features node) and pass them in."
+        )
+    extra = spec.extra
+    feats = compute_features(
+        wave, fps, num_frames, n_mels=extra.get("n_mels", spec.dims), context=extra.get("context", 1)
+    )
+    feats.spec.check_compatible(spec)
+    return feats
+
+
+def make_style_reference(
+    analysis: FaceAnalysis,
+    features: AudioFeatures,
+    max_frames: int = 256,
+    source: str = "",
+) -> StyleReference:
+    """The paper's style reference from a clip: n consecutive frames' audio (keys) and mouth params (values)."""
+    speech = ~features.silence if features.silence is not None else np.ones(len(features), bool)
+    n = min(len(features), len(analysis.params))
+    idx = choose_reference_window(analysis.track.usable[:n], speech[:n], max_frames)
+    return StyleReference(
+        audio_features=features.features[idx],
+        mouth_params=analysis.params[idx],
+        face_crops=np.zeros((0, analysis.track.crop_size, analysis.track.crop_size, 3), np.float32),
+        spec=features.spec,
+        source=source,
+        frame_indices=idx,
+        identity=analysis.identity,
+    )
+
+
+def closed_mouth_params(mouth: MouthModel) -> np.ndarray:
+    """Mouth params of the person's neutral (closed) mouth: expression 0 -> p = -mean @ C^T."""
+    return (-mouth.expr_mean @ mouth.components.T).astype(np.float32)
+
+
+def predict_motion(
+    models: LipSyncModels,
+    features: AudioFeatures,
+    style: StyleReference | None,
+    style_strength: float = 1.0,
+    mouth_scale: float = 1.0,
+    close_on_silence: bool = False,
+    return_attention: bool = True,
+) -> LipMotion:
+    """Stage 1 over every frame in one batched call, then the artist's adjustments."""
+    features.spec.check_compatible(models.feature_spec)
+    ref_audio = ref_mouth = None
+    if style is not None:
+        style.spec.check_compatible(models.feature_spec, "style reference audio")
+        ref_audio, ref_mouth = style.audio_features, style.mouth_params
+    params, attention = models.motion.predict_clip(
+        features.features, ref_audio, ref_mouth, style_strength=style_strength, return_attention=return_attention
+    )
+    params = params.float().cpu().numpy()
+    closed = closed_mouth_params(models.mouth)
+    if mouth_scale != 1.0:
+        params = closed + float(mouth_scale) * (params - closed)
+    if close_on_silence and features.silence is not None:
+        weight = np.convolve(features.silence.astype(np.float32), np.ones(3) / 3, mode="same")[:, None]
+        params = params + weight * (closed - params)
+    return LipMotion(
+        params=params.astype(np.float32),
+        fps=features.fps,
+        attention=None if attention is None else attention.float().cpu().numpy(),
+        style_strength=float(style_strength),
+    )
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+@dataclass
+class FrameRenderer:
+    """Stage 2 for chunks of frames: crop, mask, encode, sample the lower half, decode, paste back.
+
+    Everything shared by all chunks (reference features, the one initial noise, the motion
+    windows) is computed once here, so the chunk size never changes the result.
+    """
+
+    models: LipSyncModels
+    codec: LatentCodec
+    analysis: FaceAnalysis
+    motion: LipMotion
+    source_indices: np.ndarray  # (T_out,) source frame of each output frame
+    reference_crops: np.ndarray  # (k, S, S, 3) float 0..1
+    settings: RenderSettings = field(default_factory=RenderSettings)
+
+    def __post_init__(self) -> None:
+        renderer = self.models.renderer
+        cfg = renderer.config
+        self.device = next(renderer.parameters()).device
+        src = self.source_indices
+        self.windows = torch.from_numpy(
+            motion_windows(self.motion.params, self.analysis.identity, self.analysis.rotations[src], cfg.motion_window)
+        )
+        with torch.inference_mode(), autocast_context(self.device, self.settings.precision):
+            ref = torch.from_numpy(np.ascontiguousarray(self.reference_crops, dtype=np.float32))
+            ref_latents = self.codec.encode(ref).to(self.device)
+            self.reference_features = renderer.encode_reference(ref_latents[None])
+        c, h, w = ref_latents.shape[1:]
+        self.noise = shared_noise((c, h, w), self.settings.seed, self.device)
+
+    def render(self, frames: np.ndarray, out_indices: np.ndarray, step_callback=None) -> tuple[np.ndarray, np.ndarray]:
+        """frames [n, H, W, 3] (the source frames of output frames ``out_indices``) -> (frames, masks [n, H, W])."""
+        track = self.analysis.track
+        src = self.source_indices[out_indices]
+        transforms = track.crop_transforms[src]
+        usable = track.usable[src]
+        size = self.models.renderer.config.crop_size
+        out_crops = np.zeros((len(frames), size, size, 3), np.float32)
+        todo = np.flatnonzero(usable)
+        if len(todo):
+            crops = torch.from_numpy(warp_to_crops(frames[todo], transforms[todo], size))
+            renderer = self.models.renderer
+            with torch.inference_mode(), autocast_context(self.device, self.settings.precision):
+                context = self.codec.encode(mask_lower_half(crops)).to(self.device)
+                motion = self.windows[out_indices[todo]].to(self.device, context.dtype)
+
+                refs = self.reference_features
+
+                def denoiser(sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                    return renderer(sample, t, motion, masked_latent=context, reference_features=refs)
+
+                latents = sample_lower_half(
+                    denoiser, context, self.noise, make_scheduler(self.settings.sampler), self.settings.steps,
+                    step_callback,
+                )
+                out_crops[todo] = self.codec.decode(latents).float().cpu().numpy()
+        out, masks = paste_back(
+            frames, out_crops, transforms, landmarks=track.landmarks[src], usable=usable,
+            feather=self.settings.feather, color_match_strength=self.settings.color_match,
+        )
+        return out, masks
+
+
+def reference_crops_from(source: FrameSource, analysis: FaceAnalysis, count: int, crop_size: int) -> np.ndarray:
+    """Crops of ``count`` frames spread over mouth openness: the renderer's appearance reference."""
+    idx = choose_reference_frames(analysis.openness, analysis.track.usable, count)
+    return warp_to_crops(source.get(idx), analysis.track.crop_transforms[idx], crop_size)
+
+
+# ----------------------------------------------------------------------------- the whole job
+
+
+@dataclass
+class LipSyncResult:
+    num_frames: int
+    fps: float
+    wave: np.ndarray  # 16 kHz mono audio matching the output length
+    motion: LipMotion
+    track: FaceTrack
+    notes: list[str]
+
+
+def lipsync(
+    video: FrameSource,
+    wave: np.ndarray,
+    models: LipSyncModels,
+    sink: Callable[[np.ndarray, np.ndarray], None],
+    style_video: FrameSource | None = None,
+    style_wave: np.ndarray | None = None,
+    settings: RenderSettings | None = None,
+    length_policy: str = "trim_to_audio",
+    style_strength: float = 1.0,
+    max_reference_frames: int = 256,
+    codec: LatentCodec | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    interrupt: Interrupt = _nothing,
+    tracker_options: dict | None = None,
+    track: FaceTrack | None = None,
+) -> LipSyncResult:
+    """Run the whole job; ``sink(frames, masks)`` receives output chunks in order.
+
+    The style reference is the input video itself (its frames and its own audio, as the
+    paper does at test time) unless ``style_video`` + ``style_wave`` are given.
+    """
+    settings = settings or RenderSettings()
+    report = progress or (lambda stage, done, total: None)
+    tracker_options = tracker_options or {}
+    crop_size = models.renderer.config.crop_size
+    codec = models.codec(codec)
+    spec = models.feature_spec
+
+    if track is None:
+        track = track_source(video, crop_size, lambda d, t: report("track", d, t), interrupt, "video",
+                             **tracker_options)
+    analysis = FaceAnalysis.of(track, models.mouth)
+    matched = match_length(video.num_frames, wave, video.fps, length_policy)
+    features = audio_features(matched.wave, video.fps, matched.num_frames, spec)
+
+    if style_video is None:
+        if style_wave is None:
+            style = None
+        else:
+            own = audio_features(style_wave, video.fps, video.num_frames, spec)
+            style = make_style_reference(analysis, own, max_reference_frames, "input video")
+    else:
+        if style_wave is None:
+            raise LipSyncInputError("style: a style video needs its own audio; give the style clip's audio too.")
+        style_track = track_source(style_video, crop_size, lambda d, t: report("track style", d, t), interrupt,
+                                   "style video", **tracker_options)
+        style_analysis = FaceAnalysis.of(style_track, models.mouth)
+        style_feats = audio_features(style_wave, style_video.fps, style_video.num_frames, spec)
+        style = make_style_reference(style_analysis, style_feats, max_reference_frames, "style video")
+
+    motion = predict_motion(models, features, style, style_strength)
+    renderer = FrameRenderer(
+        models, codec, analysis, motion, matched.frame_indices,
+        reference_crops_from(video, analysis, settings.reference_images, crop_size), settings,
+    )
+    total = matched.num_frames
+    for start in range(0, total, settings.chunk_size):
+        interrupt()
+        out_idx = np.arange(start, min(start + settings.chunk_size, total))
+        frames = video.get(matched.frame_indices[out_idx])
+        out, masks = renderer.render(frames, out_idx)
+        sink(out, masks)
+        report("render", int(out_idx[-1]) + 1, total)
+    notes = list(track.notes) + ([matched.note] if matched.note else [])
+    return LipSyncResult(total, video.fps, matched.wave, motion, track, notes)
+
+
+def lipsync_file(
+    video_path: str | os.PathLike,
+    audio_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    models: LipSyncModels,
+    style_path: str | os.PathLike | None = None,
+    **options,
+) -> LipSyncResult:
+    """The CLI's job: stream a video file through :func:`lipsync` into an mp4 with the new audio."""
+    video = VideoFileFrames(video_path, "video")
+    wave = load_audio_file(audio_path)
+    style_video = style_wave = None
+    if style_path is not None:
+        style_video = VideoFileFrames(style_path, "style")
+        style_wave = load_audio_file(style_path)
+    else:
+        try:
+            style_wave = load_audio_file(video_path)  # the input video's own audio is the default reference
+        except LipSyncInputError:
+            style_wave = None
+    policy = options.get("length_policy", "trim_to_audio")
+    track_first = track_source(video, models.renderer.config.crop_size, what="video",
+                               **(options.get("tracker_options") or {}))
+    out_wave = match_length(video.num_frames, wave, video.fps, policy).wave
+    with VideoWriter(out_path, video.fps, audio=out_wave, sample_rate=TARGET_RATE) as writer:
+        result = lipsync(video, wave, models, lambda frames, masks: writer.write(frames), style_video=style_video,
+                         style_wave=style_wave, track=track_first, **options)
+    return result

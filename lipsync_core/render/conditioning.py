@@ -1,0 +1,84 @@
+"""What the renderer is conditioned on, built the same way for training and inference.
+
+- the masked input face (lower half blanked) whose latent gives the clean upper context;
+- the motion windows: per frame, a window of [mouth params, identity code, head rotation];
+- the reference faces: a few frames of the same video spread over mouth openness (IP_LAP).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..types import LipSyncInputError
+
+
+def mask_lower_half(crops: torch.Tensor) -> torch.Tensor:
+    """Blank (set to 0 = black) the lower half of face crops [B, S, S, 3] or [B, 3, S, S].
+
+    The paper masks the lower half of the input face before encoding it; the renderer
+    only ever sees the upper half of the frame being repainted.
+    """
+    out = crops.clone()
+    if out.shape[-1] == 3 and out.shape[-2] != 3:  # channels last
+        out[:, out.shape[1] // 2 :] = 0
+    else:
+        out[..., out.shape[-2] // 2 :, :] = 0
+    return out
+
+
+def motion_windows(
+    params: np.ndarray, identity: np.ndarray, rotations: np.ndarray, window: int
+) -> np.ndarray:
+    """Per-frame motion features (T, window, 13 + id_dim + 3), windows centred, ends edge-replicated.
+
+    params (T, 13), identity (id_dim,) for the person or (T, id_dim), rotations (T, 3) axis-angle.
+    """
+    params = np.asarray(params, dtype=np.float32)
+    t = len(params)
+    identity = np.asarray(identity, dtype=np.float32)
+    if identity.ndim == 1:
+        identity = np.broadcast_to(identity, (t, identity.shape[0]))
+    rotations = np.asarray(rotations, dtype=np.float32)
+    if len(identity) != t or len(rotations) != t:
+        raise LipSyncInputError(
+            f"motion: {t} frames of mouth params but {len(identity)} identity and {len(rotations)} rotation rows."
+        )
+    feats = np.concatenate([params, identity, rotations], axis=1)
+    half = window // 2
+    idx = np.clip(np.arange(t)[:, None] + np.arange(-half, half + 1)[None, :], 0, t - 1)
+    return feats[idx]
+
+
+def choose_reference_frames(openness: np.ndarray, usable: np.ndarray, count: int) -> np.ndarray:
+    """Indices of ``count`` usable frames spread over mouth openness (closed ... open), as IP_LAP does.
+
+    Spreading over openness shows the renderer the person's teeth and lips in several states.
+    """
+    candidates = np.flatnonzero(np.asarray(usable, bool))
+    if len(candidates) == 0:
+        raise LipSyncInputError("reference frames: no frame has a face; give a video in which the face is visible.")
+    order = candidates[np.argsort(np.asarray(openness)[candidates], kind="stable")]
+    if count >= len(order):
+        return np.sort(order)
+    quantiles = np.linspace(0.1, 0.9, count) if count > 1 else np.array([0.5])
+    picks = order[np.round(quantiles * (len(order) - 1)).astype(int)]
+    return np.sort(np.unique(picks))
+
+
+def choose_reference_window(usable: np.ndarray, speech: np.ndarray, length: int) -> np.ndarray:
+    """The ``length`` consecutive frames with the most usable, voiced frames (the style reference span).
+
+    The paper takes n consecutive reference frames; both reference encoders see them in order.
+    Returns the usable frame indices inside the best window (fewer than ``length`` for short clips).
+    """
+    usable = np.asarray(usable, bool)
+    score = (usable & np.asarray(speech, bool)).astype(np.int64) + usable.astype(np.int64)
+    t = len(usable)
+    if not usable.any():
+        raise LipSyncInputError("style reference: no frame has a face; give a reference clip showing the face.")
+    if length >= t:
+        return np.flatnonzero(usable)
+    sums = np.convolve(score, np.ones(length, dtype=np.int64), mode="valid")
+    start = int(np.argmax(sums))
+    return start + np.flatnonzero(usable[start : start + length])
