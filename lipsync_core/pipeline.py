@@ -416,6 +416,11 @@ def lipsync(
     if track is None:
         track = track_source(video, crop_size, lambda d, t: report("track", d, t), interrupt, "video",
                              **tracker_options)
+    if len(track) < 2:
+        raise LipSyncInputError(
+            f"video: it has {len(track)} frame; lip sync needs a video of at least 2 frames "
+            "(to animate a still image, repeat it into a clip first)."
+        )
     analysis = FaceAnalysis.of(track, models.mouth)
     matched = match_length(video.num_frames, wave, video.fps, length_policy)
     features = audio_features(matched.wave, video.fps, matched.num_frames, spec)
