@@ -220,3 +220,16 @@ def test_bad_inputs_get_clear_messages():
         model.predict_clip(np.full((4, D), np.nan, np.float32))
     with pytest.raises(LipSyncInputError, match="reference_mode"):
         LipMotionTransformer(audio_dim=D, reference_mode="bogus")
+
+
+def test_feature_spec_is_checked():
+    from lipsync_core.types import FeatureSpec
+
+    spec = FeatureSpec("logmel", 16000, 160, D, {"n_mels": D})
+    model = small(feature_spec=spec.to_dict())
+    assert model.feature_spec_obj == spec
+    model.check_feature_spec(spec)
+    with pytest.raises(LipSyncInputError, match="trained on"):
+        model.check_feature_spec(FeatureSpec("logmel", 22050, 160, D, {"n_mels": D}))
+    with pytest.raises(LipSyncInputError, match="dims"):
+        small().check_feature_spec(FeatureSpec("logmel", 16000, 160, D + 1))

@@ -31,7 +31,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from ..types import NUM_MOUTH_PARAMS, LipSyncInputError
+from ..types import NUM_MOUTH_PARAMS, FeatureSpec, LipSyncInputError
 from .attention import attention
 from .layers import FeedForward, MultiHeadAttention, TransformerEncoder, sinusoidal_positions
 
@@ -165,6 +165,24 @@ class LipMotionTransformer(ModelMixin, ConfigMixin):
         self.head = nn.Sequential(
             nn.LayerNorm(d_model), nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, num_params)
         )
+
+    # ------------------------------------------------------------------ features
+    @property
+    def feature_spec_obj(self) -> FeatureSpec | None:
+        """The audio features this model was trained on (None if the config does not record them)."""
+        spec = self.config.feature_spec
+        return None if not spec else FeatureSpec.from_dict(spec)
+
+    def check_feature_spec(self, spec: FeatureSpec, what: str = "audio features") -> None:
+        """Raise LipSyncInputError when ``spec`` differs from the model's (its size must match in any case)."""
+        if spec.dims != self.config.audio_dim:
+            raise LipSyncInputError(
+                f"{what}: {spec.dims} dims per frame but this motion model takes {self.config.audio_dim}; "
+                "compute the features with the model's feature spec."
+            )
+        trained_on = self.feature_spec_obj
+        if trained_on is not None:
+            spec.check_compatible(trained_on, what)
 
     # ------------------------------------------------------------------ reference
     @property
