@@ -74,6 +74,7 @@ class MediaPipeBackend:
         min_confidence: float = 0.5,
         face_landmarker_path: str | os.PathLike | None = None,
         small_face_fallback: bool = True,
+        full_range: bool = False,
     ):
         try:
             import mediapipe as mp
@@ -87,6 +88,7 @@ class MediaPipeBackend:
         self._max_faces = max_faces
         self._min_confidence = min_confidence
         self._fallback = small_face_fallback
+        self._full_range = full_range
         self._detector = None
         self._box_mesh: MediaPipeBackend | None = None
         if has_legacy_face_mesh() and face_landmarker_path is None:
@@ -137,8 +139,8 @@ class MediaPipeBackend:
             out = [_candidate(_mesh_array(f), w, h) for f in result.face_landmarks]
         self._frame += 1
         out = [c for c in out if len(c.landmarks) == NUM_LANDMARKS]
-        if not out and self._fallback and self.kind == "legacy":
-            out = self._small_faces(frame)
+        if self.kind == "legacy" and ((not out and self._fallback) or self._full_range):
+            out = out + [c for c in self._small_faces(frame) if not any(_overlaps(c.box, o.box) for o in out)]
         return out
 
     def _small_faces(self, frame: np.ndarray) -> list[FaceCandidate]:
@@ -223,6 +225,14 @@ class InsightFaceBackend:
 
     def close(self) -> None:
         self._mesh.close()
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray, min_iou: float = 0.2) -> bool:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter > min_iou * max(union, 1e-9)
 
 
 def mesh_in_box(

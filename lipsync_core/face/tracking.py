@@ -88,7 +88,13 @@ class FaceTracker:
                 raise LipSyncInputError(
                     "face_choice: 'identity' needs backend='insightface' (with a reference face image)."
                 )
-            self._backend = MediaPipeBackend(self.fps, max_faces=max_faces, face_landmarker_path=face_landmarker_path)
+            # Choosing by position must see small faces too: add the full-range detector on every frame.
+            self._backend = MediaPipeBackend(
+                self.fps,
+                max_faces=max_faces,
+                face_landmarker_path=face_landmarker_path,
+                full_range=face_choice in ("leftmost", "rightmost", "center"),
+            )
         elif backend == "insightface":
             self._backend = InsightFaceBackend(self.fps, root=insightface_root)
         else:
