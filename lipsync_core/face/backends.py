@@ -73,6 +73,8 @@ class MediaPipeBackend:
         static: bool = False,
         min_confidence: float = 0.5,
         face_landmarker_path: str | os.PathLike | None = None,
+        small_face_fallback: bool = True,
+        full_range: bool = False,
     ):
         try:
             import mediapipe as mp
@@ -83,6 +85,12 @@ class MediaPipeBackend:
         self.fps = float(fps)
         self._frame = 0
         self._last_ms = -1
+        self._max_faces = max_faces
+        self._min_confidence = min_confidence
+        self._fallback = small_face_fallback
+        self._full_range = full_range
+        self._detector = None
+        self._box_mesh: MediaPipeBackend | None = None
         if has_legacy_face_mesh() and face_landmarker_path is None:
             self.kind = "legacy"
             self._mesh = mp.solutions.face_mesh.FaceMesh(
@@ -130,10 +138,35 @@ class MediaPipeBackend:
                 result = self._mesh.detect_for_video(image, ms)
             out = [_candidate(_mesh_array(f), w, h) for f in result.face_landmarks]
         self._frame += 1
-        return [c for c in out if len(c.landmarks) == NUM_LANDMARKS]
+        out = [c for c in out if len(c.landmarks) == NUM_LANDMARKS]
+        if self.kind == "legacy" and ((not out and self._fallback) or self._full_range):
+            out = out + [c for c in self._small_faces(frame) if not any(_overlaps(c.box, o.box) for o in out)]
+        return out
+
+    def _small_faces(self, frame: np.ndarray) -> list[FaceCandidate]:
+        """Faces the mesh's short-range detector misses (small or far): full-range detector + mesh in the box."""
+        import mediapipe as mp
+
+        if self._detector is None:
+            self._detector = mp.solutions.face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=self._min_confidence
+            )
+            self._box_mesh = MediaPipeBackend(self.fps, max_faces=1, static=True, small_face_fallback=False)
+        h, w = frame.shape[:2]
+        found = []
+        for det in (self._detector.process(frame).detections or [])[: self._max_faces]:
+            b = det.location_data.relative_bounding_box
+            box = np.array([b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h])
+            cand = mesh_in_box(self._box_mesh, frame, box)
+            if cand is not None:
+                found.append(cand)
+        return found
 
     def close(self) -> None:
         self._mesh.close()
+        if self._detector is not None:
+            self._detector.close()
+            self._box_mesh.close()
 
 
 class InsightFaceBackend:
@@ -165,7 +198,7 @@ class InsightFaceBackend:
             name="buffalo_l", root=str(root), allowed_modules=["detection", "recognition"], providers=providers
         )
         self._app.prepare(ctx_id=0 if use_gpu else -1, det_size=(det_size, det_size))
-        self._mesh = MediaPipeBackend(fps, max_faces=1, static=True)
+        self._mesh = MediaPipeBackend(fps, max_faces=1, static=True, small_face_fallback=False)
 
     def faces(self, frame: np.ndarray) -> list[FaceCandidate]:
         """Detected faces with boxes and identity embeddings (no mesh yet)."""
@@ -192,6 +225,14 @@ class InsightFaceBackend:
 
     def close(self) -> None:
         self._mesh.close()
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray, min_iou: float = 0.2) -> bool:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter > min_iou * max(union, 1e-9)
 
 
 def mesh_in_box(

@@ -30,6 +30,10 @@ GapPolicy = Literal["interpolate", "passthrough"]
 FACE_CHOICES = ("largest", "leftmost", "rightmost", "center", "identity")
 GAP_POLICIES = ("interpolate", "passthrough")
 DEFAULT_SMOOTHING = OneEuroConfig()
+# A frame-to-frame change of the crop larger than these is a cut (in face sizes, log scale, radians).
+CUT_MOVE = 0.25
+CUT_LOG_SCALE = 0.15
+CUT_ANGLE = 0.15
 
 
 def _to_uint8(frames: np.ndarray) -> np.ndarray:
@@ -84,7 +88,13 @@ class FaceTracker:
                 raise LipSyncInputError(
                     "face_choice: 'identity' needs backend='insightface' (with a reference face image)."
                 )
-            self._backend = MediaPipeBackend(self.fps, max_faces=max_faces, face_landmarker_path=face_landmarker_path)
+            # Choosing by position must see small faces too: add the full-range detector on every frame.
+            self._backend = MediaPipeBackend(
+                self.fps,
+                max_faces=max_faces,
+                face_landmarker_path=face_landmarker_path,
+                full_range=face_choice in ("leftmost", "rightmost", "center"),
+            )
         elif backend == "insightface":
             self._backend = InsightFaceBackend(self.fps, root=insightface_root)
         else:
@@ -194,8 +204,19 @@ class FaceTracker:
             unit = float(np.median(np.exp(-params[:, 2]))) * self.crop_size  # face size in pixels
             scale = np.array([unit, unit, 1.0, 1.0])
             smooth = params.copy()
-            for start, stop in _runs(usable):  # never smooth across a passed-through gap
-                smooth[start:stop] = one_euro_zero_phase(params[start:stop] / scale, self.fps, self.smoothing) * scale
+            # Never smooth across a passed-through gap or a cut (a jump no head makes in one frame).
+            jump = np.abs(np.diff(params / scale, axis=0))
+            cut = (
+                (np.hypot(jump[:, 0], jump[:, 1]) > CUT_MOVE) | (jump[:, 2] > CUT_LOG_SCALE) | (jump[:, 3] > CUT_ANGLE)
+            )
+            segments = usable.copy()
+            breaks = np.flatnonzero(cut) + 1
+            for start, stop in _runs(segments):
+                inner = [start] + [b for b in breaks if start < b < stop] + [stop]
+                for a, b in zip(inner[:-1], inner[1:], strict=True):
+                    smooth[a:b] = one_euro_zero_phase(params[a:b] / scale, self.fps, self.smoothing) * scale
+                    if a > start:
+                        notes.append(f"frame {a}: cut detected, smoothing restarts")
             transforms = similarity_from_params(smooth, self.crop_size)
         rotations = procrustes_align(landmarks).rotation
         return FaceTrack(
