@@ -17,7 +17,10 @@ from ..face.topology import CHIN, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
 from .articulation import N_CHANNELS
 
 # Inner lip pairs (upper, lower) facing each other, and the inner/outer corners.
-INNER_PAIRS = tuple(zip(LIPS_INNER[0:5] + LIPS_INNER[16:20], (LIPS_INNER[10], *LIPS_INNER[9:5:-1], *LIPS_INNER[14:10:-1])))
+# (13, 14), (312, 317), (311, 402), (310, 318), (415, 324), (191, 95), (80, 88), (81, 178), (82, 87)
+INNER_PAIRS = tuple(
+    zip(LIPS_INNER[0:5] + LIPS_INNER[16:20], (LIPS_INNER[10], *LIPS_INNER[9:5:-1], *LIPS_INNER[14:10:-1]), strict=True)
+)
 INNER_UPPER = LIPS_INNER[0:5] + LIPS_INNER[16:20]
 INNER_LOWER = LIPS_INNER[6:15]
 CORNERS = (LIPS_INNER[5], LIPS_INNER[15], LIPS_OUTER[5], LIPS_OUTER[15])
