@@ -131,15 +131,15 @@ class SpeakerStyle:
             return float(np.clip(np.exp(rng.normal(0.0, sigma)), lo, hi))
 
         return cls(
-            jaw_gain=gain(0.3, 0.5, 1.8),
-            lip_gain=gain(0.35, 0.4, 2.0),
-            spread_gain=gain(0.35, 0.4, 2.0),
-            spread_bias=float(np.clip(rng.normal(0.0, 0.2), -0.45, 0.45)),
-            round_gain=gain(0.35, 0.4, 2.0),
-            corner_lift=float(np.clip(rng.normal(0.05, 0.25), -0.4, 0.6)),
-            asymmetry=float(np.clip(rng.normal(0.0, 0.2), -0.45, 0.45)),
-            lag_ms=float(np.clip(rng.normal(5.0, 10.0), -15.0, 30.0)),
-            smoothing=gain(0.25, 0.6, 1.7),
+            jaw_gain=gain(0.4, 0.45, 2.2),
+            lip_gain=gain(0.45, 0.35, 2.5),
+            spread_gain=gain(0.4, 0.4, 2.2),
+            spread_bias=float(np.clip(rng.normal(0.0, 0.3), -0.6, 0.6)),
+            round_gain=gain(0.4, 0.4, 2.2),
+            corner_lift=float(np.clip(rng.normal(0.05, 0.35), -0.6, 0.8)),
+            asymmetry=float(np.clip(rng.normal(0.0, 0.25), -0.5, 0.5)),
+            lag_ms=float(np.clip(rng.normal(0.0, 10.0), -25.0, 25.0)),
+            smoothing=gain(0.3, 0.55, 1.8),
         )
 
     def jittered(self, rng: np.random.Generator, amount: float = 0.04) -> SpeakerStyle:

@@ -11,7 +11,7 @@ import numpy as np
 from ..face.topology import LIPS_INNER
 from ..types import LipSyncInputError
 from .articulation import CHANNELS, SpeakerStyle, articulation_track
-from .identity import Identity, IdentitySpec, canvas_size, make_identity
+from .identity import PHOTOS, Identity, IdentitySpec, canvas_size, make_identity
 from .render import MeshWarp, draw_mouth_interior, similarity, smooth_noise
 from .rig import FaceFrame, inter_ocular
 from .tts import Phoneme, Voice, synthesize
@@ -45,9 +45,9 @@ class Speaker:
                    SpeakerStyle.from_dict(d["style"]))
 
 
-def sample_speaker(speaker_id: str, rng: np.random.Generator) -> Speaker:
-    """Draw a speaker (face variation, voice, style) from the seeded distribution."""
-    identity = IdentitySpec.sample(rng)
+def sample_speaker(speaker_id: str, rng: np.random.Generator, photo: str | None = None) -> Speaker:
+    """Draw a speaker (face variation, voice, style) from the seeded distribution (``photo``: force a base photo)."""
+    identity = IdentitySpec.sample(rng, photo)
     voice = Voice(
         name=VOICE_LANGUAGES[int(rng.integers(len(VOICE_LANGUAGES)))],
         variant=VOICE_VARIANTS[int(rng.integers(len(VOICE_VARIANTS)))],
@@ -67,7 +67,12 @@ def make_speakers(n: int, seed: int) -> list[Speaker]:
     if n < 1:
         raise LipSyncInputError(f"speakers={n}: ask for at least 1 speaker")
     children = np.random.SeedSequence(seed).spawn(n)
-    return [sample_speaker(f"s{seed:04d}_{i:03d}", np.random.default_rng(c)) for i, c in enumerate(children)]
+    photos = sorted(PHOTOS)
+    offset = seed % len(photos)  # base photos alternate, so every set of 2+ speakers has both faces
+    return [
+        sample_speaker(f"s{seed:04d}_{i:03d}", np.random.default_rng(c), photos[(i + offset) % len(photos)])
+        for i, c in enumerate(children)
+    ]
 
 
 @dataclass

@@ -63,10 +63,11 @@ class IdentitySpec:
                    float(d["saturation"]), float(d["brightness"]))
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> IdentitySpec:
+    def sample(cls, rng: np.random.Generator, photo: str | None = None) -> IdentitySpec:
         names = sorted(PHOTOS)
+        pick = names[int(rng.integers(len(names)))]
         return cls(
-            photo=names[int(rng.integers(len(names)))],
+            photo=photo or pick,
             mirror=bool(rng.random() < 0.5),
             morph=tuple(float(x) for x in np.clip(rng.normal(0.0, 0.5, N_MORPH), -1.0, 1.0)),
             hue=float(rng.uniform(-12.0, 12.0)),

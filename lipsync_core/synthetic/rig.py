@@ -17,7 +17,10 @@ from ..face.topology import CHIN, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
 from .articulation import N_CHANNELS
 
 # Inner lip pairs (upper, lower) facing each other, and the inner/outer corners.
-INNER_PAIRS = tuple(zip(LIPS_INNER[0:5] + LIPS_INNER[16:20], (LIPS_INNER[10], *LIPS_INNER[9:5:-1], *LIPS_INNER[14:10:-1])))
+# (13, 14), (312, 317), (311, 402), (310, 318), (415, 324), (191, 95), (80, 88), (81, 178), (82, 87)
+INNER_PAIRS = tuple(
+    zip(LIPS_INNER[0:5] + LIPS_INNER[16:20], (LIPS_INNER[10], *LIPS_INNER[9:5:-1], *LIPS_INNER[14:10:-1]), strict=True)
+)
 INNER_UPPER = LIPS_INNER[0:5] + LIPS_INNER[16:20]
 INNER_LOWER = LIPS_INNER[6:15]
 CORNERS = (LIPS_INNER[5], LIPS_INNER[15], LIPS_OUTER[5], LIPS_OUTER[15])
@@ -87,11 +90,11 @@ class MouthRig:
 
         n = len(u)
         dx, dy, dz = (np.zeros((N_CHANNELS, n)) for _ in range(3))
-        dx[0], dy[0] = -0.08 * uc * around * (0.5 + 0.5 * lower), 1.1 * jaw  # jaw
-        dy[1] = 0.15 * side * lip  # lips_open
-        dx[2] = 0.22 * uc * around  # spread
-        dx[3], dy[3], dz[3] = -0.28 * uc * around, 0.05 * side * outer * prof, -0.35 * lip  # round
-        dx[4], dy[4] = 0.05 * np.sign(u) * corner, -0.2 * corner  # corner_lift
+        dx[0], dy[0] = -0.08 * uc * around * (0.5 + 0.5 * lower), 1.4 * jaw  # jaw
+        dy[1] = 0.18 * side * lip  # lips_open
+        dx[2] = 0.28 * uc * around  # spread
+        dx[3], dy[3], dz[3] = -0.32 * uc * around, 0.05 * side * outer * prof, -0.35 * lip  # round
+        dx[4], dy[4] = 0.06 * np.sign(u) * corner, -0.25 * corner  # corner_lift
         dy[5], dz[5] = -0.14 * lip * lower - 0.05 * lip * upper, 0.1 * lip * lower  # lower_tuck
         dy[6], dz[6] = -0.06 * side * outer * prof, 0.03 * lip  # press
         field = (dx[..., None] * f.ex + dy[..., None] * f.ey) * f.w  # (C, n, 2)
@@ -129,5 +132,5 @@ def closed_neutral(mesh: np.ndarray) -> np.ndarray:
     up, lo = [p[0] for p in INNER_PAIRS], [p[1] for p in INNER_PAIRS]
     gap = float(np.median((mesh[lo, :2] - mesh[up, :2]) @ rig.frame.ey)) / rig.frame.w
     track = np.zeros((1, N_CHANNELS), np.float32)
-    track[0, 1] = -gap / 0.3 - 0.05  # lips_open moves each inner lip 0.15 w per unit; overshoot, then clamp
+    track[0, 1] = -gap / 0.36 - 0.05  # lips_open moves each inner lip 0.18 w per unit; overshoot, then clamp
     return rig.landmarks(track)[0]

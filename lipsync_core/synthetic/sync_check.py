@@ -13,7 +13,11 @@ from ..types import LipSyncInputError
 
 
 def audio_envelope(
-    audio: np.ndarray, sample_rate: int, fps: float, n_frames: int | None = None, band: tuple[float, float] = (300, 2500)
+    audio: np.ndarray,
+    sample_rate: int,
+    fps: float,
+    n_frames: int | None = None,
+    band: tuple[float, float] | None = (300.0, 2500.0),
 ) -> np.ndarray:
     """Log energy per video frame of the audio band-passed to ``band`` Hz (where vowels, i.e. open mouths, are loud).
 
