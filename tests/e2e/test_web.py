@@ -124,7 +124,7 @@ async ([script, payloads]) => {
     const canvas = document.createElement('canvas');
     canvas.width = 480; canvas.height = 260;
     canvas.id = 'slsync-' + results.length;
-    canvas.style.cssText = 'position:fixed;left:0;top:0;z-index:100000;';
+    canvas.style.cssText = results.length ? 'display:none' : 'position:fixed;left:0;top:0;z-index:100000;';
     document.body.appendChild(canvas);
     const info = mod.drawMotion(canvas, mod.normalizeMotion(p));
     const px = canvas.getContext('2d').getImageData(0, 0, 480, 260).data;
