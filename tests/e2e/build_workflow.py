@@ -34,12 +34,21 @@ SPECS: dict[str, dict[str, Any]] = {
     "stylelipsync_model_info": {
         "nodes": [
             {"type": "Note", "pos": [40, 60], "size": [360, 200], "widgets": {"text": NOTE_MODEL_INFO}},
-            {"type": "StyleLipSyncModelInfo", "pos": [440, 60], "size": [320, 90]},
-            {"type": "PreviewAny", "pos": [800, 60], "size": [420, 260]},
+            {"type": "StyleLipSyncModelInfo", "pos": [440, 60], "size": [420, 240]},
+            {"type": "PreviewAny", "pos": [900, 60], "size": [420, 240]},
         ],
         "links": [[1, 0, 2, 0]],
     },
 }
+
+SERIALIZE_JS = """
+async () => {
+  // exactly what "Save" / "Export" writes (graphToPrompt().workflow: widget input slots compacted,
+  // frontend version recorded), stringified here so undefined fields vanish instead of becoming null
+  const app = window.app;
+  return JSON.stringify(app.graphToPrompt ? (await app.graphToPrompt()).workflow : app.graph.serialize());
+}
+"""
 
 FIT_AND_SNAPSHOT_JS = """
 async ([width, height]) => {
@@ -78,7 +87,7 @@ def build(url: str, names: list[str], out_dir: Path) -> list[Path]:
         close_dialogs(page)
         for name in names:
             page.evaluate(BUILD_GRAPH_JS, SPECS[name])
-            workflow = page.evaluate("() => window.app.graph.serialize()")
+            workflow = json.loads(page.evaluate(SERIALIZE_JS))
             data_url = page.evaluate(FIT_AND_SNAPSHOT_JS, [640, 400])
             workflow["extra"].pop("ds", None)  # the view we set for the thumbnail is not part of the workflow
             path = out_dir / f"{name}.json"

@@ -63,6 +63,15 @@ function ramp(t) {
   return stops[i].map((c, k) => Math.round(c + (stops[i + 1][k] - c) * f));
 }
 
+function label(ctx, text, x, y) {
+  const m = ctx.measureText(text);
+  const size = parseInt(ctx.font, 10) || 12;
+  ctx.fillStyle = "rgba(0,0,0,0.6)";
+  ctx.fillRect(x - 3, y - size, m.width + 6, size + 5);
+  ctx.fillStyle = COLORS.text;
+  ctx.fillText(text, x, y);
+}
+
 /** Draw the curve panel (top) and the attention map (bottom) of a normalised payload into a canvas. */
 export function drawMotion(canvas, motion) {
   const ctx = canvas.getContext("2d");
@@ -119,11 +128,10 @@ export function drawMotion(canvas, motion) {
     motion.opening.forEach((v, i) => (i ? ctx.lineTo(xOf(i, n), yOf(v)) : ctx.moveTo(xOf(i, n), yOf(v))));
     ctx.stroke();
   }
-  ctx.fillStyle = COLORS.text;
-  const label = frames
+  const title = frames
     ? `${frames} frames${motion.fps ? ` · ${(frames / motion.fps).toFixed(2)} s @ ${motion.fps} fps` : ""}`
     : "no motion data";
-  ctx.fillText(label, pad + 4, pad + 14);
+  label(ctx, title, pad + 6, pad + 16);
 
   // attention map: rows = output frames (down), cols = reference frames (across)
   if (motion.attention) {
@@ -142,8 +150,7 @@ export function drawMotion(canvas, motion) {
     off.getContext("2d").putImageData(img, 0, 0);
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(off, pad, top, plotW, mapH);
-    ctx.fillStyle = COLORS.text;
-    ctx.fillText(`style attention: ${rows} frames × ${cols} reference frames`, pad + 4, top + 14);
+    label(ctx, `style attention: ${rows} frames × ${cols} reference frames`, pad + 6, top + 16);
   }
   return { frames, attention: Boolean(motion.attention) };
 }
