@@ -406,6 +406,7 @@ class LipSyncResult:
     track: FaceTrack
     notes: list[str]
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
+    frame_indices: np.ndarray | None = None  # (num_frames,) source frame of each output frame
 
 
 def lipsync(
@@ -486,7 +487,7 @@ def lipsync(
             sink(out, masks)
         report("render", int(out_idx[-1]) + 1, total)
     notes = list(track.notes) + ([matched.note] if matched.note else [])
-    return LipSyncResult(total, video.fps, matched.wave, motion, track, notes, clock.seconds)
+    return LipSyncResult(total, video.fps, matched.wave, motion, track, notes, clock.seconds, matched.frame_indices)
 
 
 def lipsync_file(
