@@ -102,7 +102,7 @@ def test_files_round_trip_and_cli_is_byte_identical(tmp_path, clip):
     paths = write_clip(clip, tmp_path, "c0")
     frames, fps = read_video(paths["mp4"])
     assert fps == 25.0 and frames.shape == clip.frames.shape
-    assert np.abs(frames.astype(int) - clip.frames).mean() < 4  # H.264 at crf 20
+    assert np.abs(frames.astype(int) - clip.frames).mean() < 6  # H.264 at crf 20 (veryfast)
     truth = read_truth(paths["truth"])
     assert np.abs(truth["landmarks"] - clip.landmarks).max() <= 1 / 128
     meta = json.loads(paths["json"].read_text())
