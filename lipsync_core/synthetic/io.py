@@ -30,14 +30,16 @@ def _fps_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
-def encode_mp4(frames: np.ndarray, fps: float, audio: np.ndarray | None, sample_rate: int, crf: int = 20) -> bytes:
+def encode_mp4(
+    frames: np.ndarray, fps: float, audio: np.ndarray | None, sample_rate: int, crf: int = 20, preset: str = "veryfast"
+) -> bytes:
     """H.264 + AAC mp4 bytes; single-threaded and bit-exact flags, so the same input gives the same bytes."""
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4", options={"fflags": "+bitexact"}) as out:
         vs = out.add_stream("libx264", rate=_fps_fraction(fps))
         vs.width, vs.height = int(frames.shape[2]), int(frames.shape[1])
         vs.pix_fmt = "yuv420p"
-        vs.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
+        vs.options = {"crf": str(crf), "preset": preset, "threads": "1"}
         vs.codec_context.thread_count = 1
         vs.codec_context.flags |= Flags.bitexact
         astream = None
