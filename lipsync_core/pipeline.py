@@ -38,6 +38,9 @@ MODEL_FILES = {
     "vae": "vae.safetensors",
 }
 
+# Windows per stage-1 call: bounds activation memory on long videos; the result does not depend on it.
+MOTION_BATCH = 512
+
 Progress = Callable[[int, int], None]  # (done, total) of the current stage
 Interrupt = Callable[[], None]  # raises to stop between chunks
 
@@ -298,7 +301,8 @@ def predict_motion(
         style.spec.check_compatible(models.feature_spec, "style reference audio")
         ref_audio, ref_mouth = style.audio_features, style.mouth_params
     params, attention = models.motion.predict_clip(
-        features.features, ref_audio, ref_mouth, style_strength=style_strength, return_attention=return_attention
+        features.features, ref_audio, ref_mouth, style_strength=style_strength, return_attention=return_attention,
+        batch_size=MOTION_BATCH,
     )
     params = params.float().cpu().numpy()
     closed = closed_mouth_params(models.mouth)
