@@ -127,9 +127,7 @@ def _transforms_of(track_or_transforms: FaceTrack | np.ndarray, crop_size: int) 
 
 def as_float_frames(frames) -> np.ndarray:
     """IMAGE-like (T, H, W, 3) float 0..1 / uint8 array or tensor -> float32 numpy 0..1 (no copy if already so)."""
-    if isinstance(frames, torch.Tensor):
-        frames = frames.detach().cpu().numpy()
-    frames = np.asarray(frames)
+    frames = check_frames(frames)
     if frames.dtype == np.uint8:
         return frames.astype(np.float32) / 255.0
     return frames.astype(np.float32, copy=False)
@@ -138,7 +136,10 @@ def as_float_frames(frames) -> np.ndarray:
 def check_frames(frames, name: str = "frames") -> np.ndarray:
     """Validate an IMAGE-like batch (T, H, W, 3 or 4); returns it as numpy (dtype kept)."""
     if isinstance(frames, torch.Tensor):
-        frames = frames.detach().cpu().numpy()
+        frames = frames.detach().cpu()
+        if frames.dtype in (torch.bfloat16, torch.float16):
+            frames = frames.float()
+        frames = frames.numpy()
     frames = np.asarray(frames)
     if frames.ndim == 3 and frames.shape[-1] in (3, 4):
         frames = frames[None]
