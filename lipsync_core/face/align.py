@@ -270,12 +270,15 @@ def lower_face_masks(
     feather: float = 0.06,
     grow: float = 0.04,
     top: float = 0.5,
+    top_feather: float = 0.1,
 ) -> np.ndarray:
     """Feathered masks (T, S, S) of the lower face in crop space, following the jaw.
 
     The region is the jaw contour (pushed ``grow * S`` outward so an opened jaw stays inside)
-    cut at row ``top * S``; it ramps from exactly 0 on its border to 1 at ``feather * S``
-    inside (smoothstep), so paste-back shows no edge and leaves everything outside untouched.
+    below row ``top * S``. It ramps (smoothstep) from exactly 0 on the jaw side to 1 at
+    ``feather * S`` inside, and from exactly 0 at row ``top * S`` to 1 at ``(top + top_feather) * S``
+    (a wider ramp across the nose, where the renderer's repainted half meets the kept half), so
+    paste-back shows no edge and leaves everything outside untouched.
     crop_landmarks: (T, 478, 2+) in crop pixels, or None for the canonical face.
     """
     if crop_landmarks is None:
@@ -287,17 +290,18 @@ def lower_face_masks(
     jaw = jaw + grow * crop_size * d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-6)
     y_top = top * crop_size
     feather_px = max(feather * crop_size, 1.0)
+    rows = np.clip((np.arange(crop_size, dtype=np.float32) - y_top) / max(top_feather * crop_size, 1.0), 0, 1)
+    top_ramp = (rows * rows * (3 - 2 * rows))[:, None]
     masks = np.empty((len(jaw), crop_size, crop_size), dtype=np.float32)
     for i, pts in enumerate(jaw):  # rasterising a 20-point polygon: cv2 per frame is the fast way
         poly = np.concatenate([pts, [[pts[-1, 0], y_top - crop_size], [pts[0, 0], y_top - crop_size]]])
         binary = np.zeros((crop_size, crop_size), dtype=np.uint8)
         cv2.fillPoly(binary, [np.round(poly * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
-        binary[: int(math.ceil(y_top))] = 0
         binary[:, [0, -1]] = 0  # the ramp also reaches 0 at the crop's own border
         binary[-1] = 0
         dist = cv2.distanceTransform(binary, cv2.DIST_L2, 5)
         ramp = np.clip(dist / feather_px, 0, 1)
-        masks[i] = ramp * ramp * (3 - 2 * ramp)
+        masks[i] = ramp * ramp * (3 - 2 * ramp) * top_ramp
     return masks
 
 
