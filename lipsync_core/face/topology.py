@@ -17,8 +17,42 @@ LIPS_OUTER = (0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 1
 LIPS_INNER = (13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95, 78, 191, 80, 81, 82)
 # Face oval, clockwise from the forehead top (10); the chin is 152.
 FACE_OVAL = (
-    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
-    152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
+    10,
+    338,
+    297,
+    332,
+    284,
+    251,
+    389,
+    356,
+    454,
+    323,
+    361,
+    288,
+    397,
+    365,
+    379,
+    378,
+    400,
+    377,
+    152,
+    148,
+    176,
+    149,
+    150,
+    136,
+    172,
+    58,
+    132,
+    93,
+    234,
+    127,
+    162,
+    21,
+    54,
+    103,
+    67,
+    109,
 )
 # Lower part of the oval, from below the right ear (323) round the chin to below the left (93).
 JAW = (323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93)
@@ -33,7 +67,9 @@ UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
 LIPS = tuple(sorted(set(LIPS_OUTER) | set(LIPS_INNER)))
 # Points that do not move when a person speaks: eyes, nose, upper oval. Rigid alignment
 # (Procrustes) uses these so that mouth motion does not leak into the head pose.
-RIGID = tuple(sorted(set(LEFT_EYE) | set(RIGHT_EYE) | set(NOSE) | set(FACE_OVAL[:9]) | set(FACE_OVAL[-9:])))
+# The upper oval is taken symmetrically (10 and 8 mirrored pairs, 454..234 via the forehead);
+# 93 / 323, where the jaw starts, are left out.
+RIGID = tuple(sorted(set(LEFT_EYE) | set(RIGHT_EYE) | set(NOSE) | set(FACE_OVAL[:9]) | set(FACE_OVAL[-8:])))
 
 
 def as_array(indices: tuple[int, ...]) -> np.ndarray:
