@@ -394,13 +394,14 @@ class LipMotionTransformer(ModelMixin, ConfigMixin):
         ref_mouth: torch.Tensor | np.ndarray | None = None,
         style_strength: float = 1.0,
         return_attention: bool = False,
-        batch_size: int | None = None,
+        batch_size: int | None = 4096,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Every frame of a clip in batched calls: audio [T, D] -> (params [T, 13], attention [T, n] | None).
 
         The reference encoders run once. ``style_strength`` s blends m_none + s * (m_ref - m_none):
-        0 = the generic style (no reference), 1 = the reference's. ``batch_size`` bounds memory
-        (windows per call); the result does not depend on it. Runs in eval mode, without gradients.
+        0 = the generic style (no reference), 1 = the reference's. ``batch_size`` windows go through
+        the decoder at a time, so memory is bounded by it, not by the clip's length (None = all at
+        once); the result does not depend on it. Runs in eval mode, without gradients.
         """
         device, dtype = self.window_conv.weight.device, self.window_conv.weight.dtype
         audio_t = _as_tensor(audio, "audio", device, dtype)
