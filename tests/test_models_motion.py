@@ -300,3 +300,16 @@ def _learn_speaker_styles():
     assert errors["audio_aware"] < 0.25, errors
     assert errors["lip_only"] > 0.5 and errors["none"] > 0.5, errors
     assert attention_on_same_sound > 0.7  # it looks up the reference frames that sound the same
+
+
+def test_forward_clips_with_real_context_matches_windows_of_the_long_clip():
+    model = small()
+    audio = torch.randn(2, 30, D)
+    _, ra, rm = data(b=2)
+    out = model.forward_clips(audio, ra, rm, audio_has_context=True)  # frames 5..24 of each clip
+    assert out.shape == (2, 20, 13)
+    windows = model.make_windows(audio[1])[5:25]
+    direct = model(windows, ra[1:2], rm[1:2])
+    torch.testing.assert_close(out[1], direct, atol=1e-5, rtol=1e-5)
+    with pytest.raises(LipSyncInputError, match="reference batch"):
+        model(windows[:4], ra, rm)
