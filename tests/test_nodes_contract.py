@@ -274,3 +274,14 @@ def test_pack_imports_without_optional_dependencies():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert all(node_id in done.stdout for node_id in NODE_IDS)
+
+
+def test_registry_metadata():
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    comfy = config["tool"]["comfy"]
+    assert comfy["PublisherId"] and comfy["DisplayName"] == "StyleLipSync"
+    assert comfy["Icon"].endswith("/web/icon.svg") and (ROOT / "web" / "icon.svg").is_file()
+    assert comfy["requires-comfyui"].startswith(">=")
+    assert "web" not in comfy, "WEB_DIRECTORY already serves web/js; a second registration loads the script twice"
