@@ -107,3 +107,15 @@ def test_every_example_workflow_runs(comfy_host, path):
     entry = comfy_host.run(ui_to_api(workflow, comfy_host.object_info(refresh=True)), timeout=600)
     assert entry["status"]["status_str"] == "success"
     assert entry["outputs"], "no output node produced anything"
+
+
+def test_example_workflows_are_in_the_template_browser(comfy_host):
+    """ComfyUI lists them under the pack's folder name and serves each JSON and its .jpg thumbnail."""
+    listing = comfy_host.request("GET", "/workflow_templates")
+    [(module, names)] = [(m, n) for m, n in listing.items() if "stylelipsync_model_info" in n]
+    assert sorted(names) == sorted(p.stem for p in workflow_files())
+    for path in workflow_files():
+        served = comfy_host.request("GET", f"/api/workflow_templates/{module}/{path.name}")
+        assert served == json.loads(path.read_text(encoding="utf-8"))
+        thumb = comfy_host.request("GET", f"/api/workflow_templates/{module}/{path.stem}.jpg")
+        assert thumb[:3] == b"\xff\xd8\xff", "the thumbnail is not a JPEG"
