@@ -160,3 +160,30 @@ def test_model_info_reports_good_and_broken_files(tmp_path):
     assert out["ui"]["stylelipsync_text"] == [report]
     with pytest.raises(LipSyncInputError, match="model: no such file"):
         StyleLipSyncModelInfo().inspect(str(tmp_path / "missing.safetensors"))
+
+
+def test_load_hosted_model_reads_each_file_version_once(tmp_path):
+    from lipsync_core.weights import WeightsFileError
+    from nodes.loading import load_hosted_model
+
+    lin = torch.nn.Linear(3, 2)
+    path = save_tensors(tmp_path / "m.safetensors", lin.state_dict(), "motion", {"d_in": 3, "d_out": 2})
+    built = []
+
+    def build(wf):
+        module = torch.nn.Linear(wf.config["d_in"], wf.config["d_out"])
+        module.load_state_dict(wf.tensors)
+        built.append(module)
+        return module
+
+    cache = ModelCache()
+    first = load_hosted_model(str(path), "motion", build, cache=cache)
+    again = load_hosted_model(path, "motion", build, cache=cache)
+    assert again is first and len(built) == 1 and cache.loads(path, kind="motion") == 1
+    assert first.config == {"d_in": 3, "d_out": 2} and first.name == "motion:m.safetensors"
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(first.ready()(x), lin(x))
+    with pytest.raises(WeightsFileError, match="holds a 'motion' model, but a 'renderer' model is expected"):
+        load_hosted_model(path, "renderer", build, cache=cache)
+    with pytest.raises(LipSyncInputError, match="motion_model: no such file"):
+        load_hosted_model(tmp_path / "nope.safetensors", "motion", build, input_name="motion_model", cache=cache)

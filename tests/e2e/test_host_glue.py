@@ -44,6 +44,11 @@ def test_models_are_managed_by_comfy(probe):
     assert probe["loaded_after_ready_again"] is True
 
 
+def test_a_weights_file_loads_once_into_a_model_patcher(probe):
+    assert probe["loader_same_object"] and probe["loader_loads"] == 1
+    assert probe["loader_patcher"] == "ModelPatcher" and probe["loader_forward_ok"]
+
+
 def test_progress_bar_and_interruption(probe):
     assert probe["progress_calls"][:2] == [[1, 4], [3, 4]]
     assert probe["interrupt"] == "raised"
