@@ -187,3 +187,26 @@ def test_load_hosted_model_reads_each_file_version_once(tmp_path):
         load_hosted_model(path, "renderer", build, cache=cache)
     with pytest.raises(LipSyncInputError, match="motion_model: no such file"):
         load_hosted_model(tmp_path / "nope.safetensors", "motion", build, input_name="motion_model", cache=cache)
+
+
+def test_motion_view_payload_is_bounded_and_faithful():
+    import numpy as np
+
+    from nodes.ui_payload import MOTION_KEY, motion_view_payload
+
+    t, n = 10_000, 300
+    opening = np.sin(np.linspace(0, 20, t))
+    attention = np.random.default_rng(0).random((t, n))
+    attention[:, 7] += 5.0  # one reference frame everyone attends to
+    ui = motion_view_payload(29.97, opening, envelope=np.abs(opening), attention=attention)
+    [item] = ui[MOTION_KEY]
+    assert item["fps"] == 29.97 and len(item["opening"]) == 2000 and len(item["envelope"]) == 2000
+    assert abs(item["opening"][0] - opening[:5].mean()) < 1e-4  # bin means, not decimation
+    att = item["attention"]
+    assert (att["rows"], att["cols"]) == (256, 256) and len(att["values"]) == 256 * 256
+    values = np.array(att["values"]).reshape(256, 256)
+    assert values.min() == 0.0 and values.max() == 1.0 and values[:, 6].mean() > 0.9  # column 7 of 300 -> bin 6
+    assert len(json.dumps(ui)) < 600_000
+
+    small = motion_view_payload(25.0, [0.1, float("nan"), 0.3])[MOTION_KEY][0]
+    assert small == {"fps": 25.0, "opening": [0.1, 0.0, 0.3], "envelope": []}

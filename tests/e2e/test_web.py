@@ -138,17 +138,17 @@ async ([script, payloads]) => {
 
 
 def test_motion_view_draws_whatever_it_gets(comfy_host):
+    import numpy as np
+
+    from nodes.ui_payload import MOTION_KEY, motion_view_payload
+
     frames, refs = 75, 40
-    full = {
-        "fps": 25.0,
-        "opening": [0.5 + 0.5 * ((i % 12) / 12) for i in range(frames)],
-        "envelope": [abs(((i * 7) % 23) - 11) / 11 for i in range(frames)],
-        "attention": {
-            "rows": frames,
-            "cols": refs,
-            "values": [((r * c) % 17) / 16 for r in range(frames) for c in range(refs)],
-        },
-    }
+    t = np.arange(frames)
+    attention = np.exp(-((np.arange(refs)[None, :] - t[:, None] * refs / frames) ** 2) / 20.0)  # a moving focus
+    # exactly what the Predict-lip-motion node will send (nodes/ui_payload.py)
+    [full] = motion_view_payload(
+        25.0, 0.5 + 0.5 * np.sin(t / 3.0), envelope=np.abs(np.sin(t / 2.0)), attention=attention
+    )[MOTION_KEY]
     partial = [
         {"opening": full["opening"]},  # no fps, no envelope, no attention
         {"fps": "x", "envelope": full["envelope"], "attention": {"rows": 3, "cols": 3, "values": [1, 2]}},  # bad map
