@@ -80,6 +80,29 @@ def test_fps_from_every_source():
         resolve_fps(("fps", 0.0), ("video_info", None))
 
 
+def test_fps_of_a_file_video_reads_the_header_without_decoding(tmp_path):
+    import av
+    import numpy as np
+
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=Fraction(30000, 1001))
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for _ in range(3):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")))
+        out.mux(stream.encode())
+
+    class VideoFromFile:  # the shape of comfy_api's class of that name
+        def get_stream_source(self):
+            return str(path)
+
+        def get_components(self):
+            raise AssertionError("decoded every frame just to read the fps")
+
+    assert fps_of(VideoFromFile()) == pytest.approx(29.97, abs=1e-3)
+    assert fps_of(torch.tensor(24.0)) == 24.0
+
+
 def test_progress_and_interrupt_are_silent_outside_comfyui():
     progress = Progress(3)
     seen = []

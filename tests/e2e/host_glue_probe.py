@@ -95,6 +95,25 @@ out["loader_patcher"] = type(first.patcher).__name__
 y = torch.randn(2, 5)
 out["loader_forward_ok"] = bool(torch.allclose(first.ready()(y), lin(y)))
 
+# fps from core VIDEO objects: a file (header only) and in-memory components
+from fractions import Fraction  # noqa: E402
+
+import av  # noqa: E402
+from comfy_api.input_impl import VideoFromComponents, VideoFromFile  # noqa: E402
+from comfy_api.util import VideoComponents  # noqa: E402
+
+fps_mod = importlib.import_module(f"{name}.nodes.fps")
+clip = extra / "clip.mp4"
+with av.open(str(clip), "w") as container:
+    stream = container.add_stream("libx264", rate=Fraction(25, 2))
+    stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+    for _ in range(4):
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(torch.zeros(32, 32, 3, dtype=torch.uint8).numpy())))
+    container.mux(stream.encode())
+out["fps_video_from_file"] = fps_mod.fps_of(VideoFromFile(str(clip)))
+components = VideoComponents(images=torch.zeros(4, 32, 32, 3), audio=None, frame_rate=Fraction(30000, 1001))
+out["fps_video_from_components"] = fps_mod.fps_of(VideoFromComponents(components))
+
 # ProgressBar reaches ComfyUI's hook; interruption raises between chunks and then clears
 calls = []
 comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: calls.append((value, total)))

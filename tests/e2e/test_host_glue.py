@@ -49,6 +49,11 @@ def test_a_weights_file_loads_once_into_a_model_patcher(probe):
     assert probe["loader_patcher"] == "ModelPatcher" and probe["loader_forward_ok"]
 
 
+def test_fps_of_core_video_objects(probe):
+    assert probe["fps_video_from_file"] == 12.5
+    assert abs(probe["fps_video_from_components"] - 29.97003) < 1e-4
+
+
 def test_progress_bar_and_interruption(probe):
     assert probe["progress_calls"][:2] == [[1, 4], [3, 4]]
     assert probe["interrupt"] == "raised"
