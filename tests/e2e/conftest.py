@@ -1,0 +1,78 @@
+"""Fixtures for tests against a real ComfyUI host (docs/COMFYUI.md tells how to start one).
+
+Environment:
+- ``COMFYUI_URL``: the running host (e.g. http://127.0.0.1:8199); without it every test here is skipped.
+- ``COMFYUI_PATH``: its ComfyUI checkout (for the models folder and in-process checks of comfy's own code).
+- ``COMFYUI_PYTHON``: the host's Python (its venv), for checks that import comfy.
+- ``COMFYUI_LOG``: the host's log file (default /tmp/comfyui-host/server.log).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # tests/ (workflow_check)
+sys.path.insert(0, str(HERE))  # comfy_client
+
+from comfy_client import ComfyClient, ComfyError  # noqa: E402
+
+DEFAULT_LOG = "/tmp/comfyui-host/server.log"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if str(HERE) in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def comfy_host() -> ComfyClient:
+    url = os.environ.get("COMFYUI_URL")
+    if not url:
+        pytest.skip("COMFYUI_URL is not set: no ComfyUI host to test against (see docs/COMFYUI.md)")
+    client = ComfyClient(url)
+    try:
+        client.request("GET", "/system_stats")
+    except (ComfyError, OSError) as exc:
+        pytest.fail(f"COMFYUI_URL={url} is set but the host does not answer: {exc}")
+    return client
+
+
+@pytest.fixture(scope="session")
+def comfy_log() -> Path:
+    return Path(os.environ.get("COMFYUI_LOG", DEFAULT_LOG))
+
+
+@pytest.fixture(scope="session")
+def comfy_path(comfy_host) -> Path:
+    path = os.environ.get("COMFYUI_PATH")
+    if not path or not (Path(path) / "folder_paths.py").is_file():
+        pytest.skip("COMFYUI_PATH is not set to the host's ComfyUI checkout")
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def comfy_python(comfy_path) -> str:
+    python = os.environ.get("COMFYUI_PYTHON")
+    if not python or not Path(python).is_file():
+        pytest.skip("COMFYUI_PYTHON is not set to the host's Python")
+    return python
+
+
+@pytest.fixture
+def host_models_dir(comfy_path):
+    """``<ComfyUI>/models/stylelipsync`` for the duration of a test; files the test adds are removed after.
+
+    The folder itself stays: ComfyUI caches folder listings and a folder removed under it breaks them.
+    """
+    folder = comfy_path / "models" / "stylelipsync"
+    folder.mkdir(parents=True, exist_ok=True)
+    before = set(folder.iterdir())
+    yield folder
+    for path in set(folder.iterdir()) - before:
+        path.unlink()

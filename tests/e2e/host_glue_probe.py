@@ -1,0 +1,170 @@
+"""Run by tests/e2e/test_host_glue.py in the host's Python, with ComfyUI importable: the glue on comfy's real code.
+
+Loads the pack the way ComfyUI does (a package named after its folder), then exercises folder
+registration (with an extra_model_paths entry already present), ModelPatcher load/offload,
+ProgressBar and interruption, and every ComfyUI attention backend through our adapter.
+Prints one JSON object of measurements; the test asserts on it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+comfy_path, pack_path, comfy_flags = sys.argv[1], sys.argv[2], sys.argv[3:]
+sys.path.insert(0, comfy_path)
+os.chdir(comfy_path)
+import comfy.options  # noqa: E402
+
+comfy.options.enable_args_parsing()
+sys.argv = [sys.argv[0], *comfy_flags]  # the host's launch flags, e.g. --cpu
+
+import comfy.model_management as mm  # noqa: E402
+import comfy.model_patcher  # noqa: E402
+import comfy.utils  # noqa: E402
+import folder_paths  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+out: dict = {}
+
+# an extra_model_paths.yaml entry "stylelipsync: <dir>" is applied before custom nodes load
+extra = Path(tempfile.mkdtemp(prefix="slsync-extra-"))
+(extra / "a.safetensors").write_bytes(b"")
+(extra / "notes.txt").write_text("not a model")
+folder_paths.add_model_folder_path("stylelipsync", str(extra))
+
+name = pack_path.replace(".", "_x_")
+spec = importlib.util.spec_from_file_location(name, os.path.join(pack_path, "__init__.py"))
+pack = importlib.util.module_from_spec(spec)
+sys.modules[name] = pack
+spec.loader.exec_module(pack)
+hosted_model = importlib.import_module(f"{name}.nodes.hosted_model")
+progress = importlib.import_module(f"{name}.nodes.progress")
+attention = importlib.import_module(f"{name}.nodes.attention")
+graph_types = importlib.import_module(f"{name}.nodes.graph_types")
+out["custom_types"] = sorted(graph_types.CUSTOM_TYPES)
+
+paths, exts = folder_paths.folder_names_and_paths["stylelipsync"]
+out["folder_paths"] = paths
+out["folder_extensions"] = sorted(exts)
+out["listed"] = folder_paths.get_filename_list("stylelipsync")
+out["node_ids"] = sorted(pack.NODE_CLASS_MAPPINGS)
+
+# ModelPatcher: model management loads it, lists it, and frees it
+module = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.GELU(), torch.nn.Linear(64, 8))
+hosted = hosted_model.HostedModel(module, name="probe")
+out["patcher_type"] = type(hosted.patcher).__module__ + "." + type(hosted.patcher).__name__
+out["devices"] = [str(hosted.load_device), str(hosted.offload_device)]
+ready = hosted.ready()
+out["loaded_after_ready"] = hosted.is_loaded()
+out["ready_is_module"] = ready is module
+x = torch.randn(3, 64)
+out["forward_ok"] = bool(torch.allclose(ready(x), module(x)))
+out["patcher_size"] = hosted.patcher.model_size()
+mm.unload_all_models()
+out["loaded_after_unload_all"] = hosted.is_loaded()
+hosted.ready()
+out["loaded_after_ready_again"] = hosted.is_loaded()
+
+# a weights file in the (extra) models folder -> load_hosted_model -> one ModelPatcher, loaded once
+loading = importlib.import_module(f"{name}.nodes.loading")
+core_weights = importlib.import_module(f"{name}.lipsync_core.weights")
+lin = torch.nn.Linear(5, 3)
+core_weights.save_tensors(extra / "probe-motion.safetensors", lin.state_dict(), "motion", {"d_in": 5, "d_out": 3})
+
+
+def build(wf):
+    module = torch.nn.Linear(wf.config["d_in"], wf.config["d_out"])
+    module.load_state_dict(wf.tensors)
+    return module
+
+
+first = loading.load_hosted_model("probe-motion.safetensors", "motion", build)
+second = loading.load_hosted_model("probe-motion.safetensors", "motion", build)
+cache = importlib.import_module(f"{name}.nodes.model_cache").MODEL_CACHE
+out["loader_same_object"] = first is second
+out["loader_loads"] = cache.loads(extra / "probe-motion.safetensors", kind="motion")
+out["loader_patcher"] = type(first.patcher).__name__
+y = torch.randn(2, 5)
+out["loader_forward_ok"] = bool(torch.allclose(first.ready()(y), lin(y)))
+
+# fps from core VIDEO objects: a file (header only) and in-memory components
+from fractions import Fraction  # noqa: E402
+
+import av  # noqa: E402
+from comfy_api.input_impl import VideoFromComponents, VideoFromFile  # noqa: E402
+from comfy_api.util import VideoComponents  # noqa: E402
+
+fps_mod = importlib.import_module(f"{name}.nodes.fps")
+clip = extra / "clip.mp4"
+with av.open(str(clip), "w") as container:
+    stream = container.add_stream("libx264", rate=Fraction(25, 2))
+    stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+    for _ in range(4):
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(torch.zeros(32, 32, 3, dtype=torch.uint8).numpy())))
+    container.mux(stream.encode())
+out["fps_video_from_file"] = fps_mod.fps_of(VideoFromFile(str(clip)))
+components = VideoComponents(images=torch.zeros(4, 32, 32, 3), audio=None, frame_rate=Fraction(30000, 1001))
+out["fps_video_from_components"] = fps_mod.fps_of(VideoFromComponents(components))
+
+# ProgressBar reaches ComfyUI's hook; interruption raises between chunks and then clears
+calls = []
+comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: calls.append((value, total)))
+bar = progress.Progress(4)
+bar.update()
+bar.callback()(3, 4)
+out["progress_calls"] = calls
+mm.interrupt_current_processing(True)
+try:
+    bar.update()
+    out["interrupt"] = "not raised"
+except mm.InterruptProcessingException:
+    out["interrupt"] = "raised"
+progress.check_interrupted()  # the flag was consumed: a following prompt runs
+out["interrupt_cleared"] = not mm.processing_interrupted()
+comfy.utils.set_progress_bar_global_hook(None)
+
+# every attention backend this ComfyUI has, through our adapter, against SDPA
+import comfy.ldm.modules.attention as comfy_attention  # noqa: E402
+
+torch.manual_seed(0)
+q, k, v = torch.randn(2, 4, 9, 16), torch.randn(2, 4, 11, 16), torch.randn(2, 4, 11, 16)
+keep = torch.rand(2, 1, 9, 11) > 0.3
+keep[..., 0] = True
+bias = torch.randn(9, 11)
+backends = {"optimized_attention": comfy_attention.optimized_attention}
+for fn_name in ("attention_basic", "attention_sub_quad", "attention_split", "attention_pytorch"):
+    if hasattr(comfy_attention, fn_name):
+        backends[fn_name] = getattr(comfy_attention, fn_name)
+errors = {}
+for label, fn in backends.items():
+    adapted = attention.adapt_comfy_attention(fn)
+    worst = 0.0
+    for mask in (None, keep, bias):
+        ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        got = adapted(q, k, v, attn_mask=mask)
+        assert got.shape == ref.shape, (label, got.shape)
+        worst = max(worst, float((got - ref).abs().max()))
+    errors[label] = worst
+out["attention_max_abs_error"] = errors
+out["chosen_attention"] = comfy_attention.optimized_attention.__name__
+with attention.comfy_attention_installed() as backend:
+    out["installed_backend"] = backend
+    core = attention.optional_core_module("models.attention")
+    out["core_has_hook"] = core is not None and hasattr(core, "set_attention_override")
+    if out["core_has_hook"]:
+        out["core_override_during"] = core.get_attention_override() is not None
+        out["core_backend_during"] = core.current_backend("cpu")
+        ours = core.attention(q, k, v, attn_mask=keep)
+        out["core_error_during"] = float((ours - F.scaled_dot_product_attention(q, k, v, attn_mask=keep)).abs().max())
+if out["core_has_hook"]:
+    out["core_override_after"] = core.get_attention_override() is not None
+shutil.rmtree(extra, ignore_errors=True)
+print(json.dumps(out))

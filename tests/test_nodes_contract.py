@@ -1,0 +1,321 @@
+"""Contract of every node in NODE_CLASS_MAPPINGS, checked without a ComfyUI host.
+
+Generic over the mapping: a node added later is checked by the same rules. A node's outputs are
+checked against RETURN_TYPES by really running it on the inputs :data:`SAMPLE_CALLS` builds.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from workflow_check import check_widget_value, combo_choices, is_widget, spec_options, spec_type, workflow_files
+
+import nodes
+from lipsync_core.weights import save_tensors
+from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from nodes.comfy_host import CATEGORY, NODE_PREFIX, TYPE_PREFIX
+from nodes.graph_types import CUSTOM_TYPES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Types other packs define that our nodes may take or give, each with where it comes from.
+CORE_TYPES = frozenset(
+    {
+        "IMAGE", "MASK", "LATENT", "AUDIO", "VIDEO", "MODEL", "VAE", "CLIP", "CONDITIONING",  # ComfyUI core
+        "AUDIO_ENCODER_OUTPUT",  # ComfyUI core, comfy_extras/nodes_audio_encoder.py
+        "INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "*",  # widget / primitive types
+        "VHS_VIDEOINFO",  # ComfyUI-VideoHelperSuite's video_info dict (fps source)
+    }
+)  # fmt: skip
+HIDDEN_VALUES = frozenset(
+    {"PROMPT", "EXTRA_PNGINFO", "UNIQUE_ID", "DYNPROMPT", "AUTH_TOKEN_COMFY_ORG", "API_KEY_COMFY_ORG"}
+)
+
+NODE_IDS = sorted(NODE_CLASS_MAPPINGS)
+
+
+def _inputs(cls: type) -> dict[str, dict[str, Any]]:
+    return cls.INPUT_TYPES()
+
+
+def _accepts(fn: Callable[..., Any], names: list[str]) -> list[str]:
+    """The names ``fn`` cannot take as keyword arguments."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return []
+    return [n for n in names if n not in params or params[n].kind is inspect.Parameter.POSITIONAL_ONLY]
+
+
+def _needs(fn: Callable[..., Any]) -> list[str]:
+    """Parameters without a default (besides self/cls)."""
+    return [
+        name
+        for name, p in inspect.signature(fn).parameters.items()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+
+
+def test_pack_exports_nodes():
+    assert NODE_IDS, "NODE_CLASS_MAPPINGS is empty"
+    root = (ROOT / "__init__.py").read_text(encoding="utf-8")
+    assert "NODE_CLASS_MAPPINGS" in root and "WEB_DIRECTORY" in root
+    assert (ROOT / "web" / "js").is_dir()
+
+
+@pytest.mark.parametrize("node_id", NODE_IDS)
+def test_identity(node_id):
+    cls = NODE_CLASS_MAPPINGS[node_id]
+    assert node_id.startswith(NODE_PREFIX), f"{node_id}: ids start with {NODE_PREFIX}"
+    assert node_id in NODE_DISPLAY_NAME_MAPPINGS, f"{node_id}: no display name"
+    assert cls.CATEGORY == CATEGORY or cls.CATEGORY.startswith(CATEGORY + "/"), f"{node_id}: category {cls.CATEGORY}"
+    assert isinstance(getattr(cls, "DESCRIPTION", ""), str) and cls.DESCRIPTION, f"{node_id}: add a DESCRIPTION"
+
+
+@pytest.mark.parametrize("node_id", NODE_IDS)
+def test_input_types(node_id):
+    cls = NODE_CLASS_MAPPINGS[node_id]
+    spec = _inputs(cls)
+    assert isinstance(spec, dict) and set(spec) <= {"required", "optional", "hidden"}, spec.keys()
+    assert json.dumps({k: v for k, v in spec.items() if k != "hidden"}, default=str)  # what /object_info sends
+    seen: set[str] = set()
+    for section in ("required", "optional"):
+        for name, entry in (spec.get(section) or {}).items():
+            assert name not in seen, f"{node_id}: input '{name}' declared twice"
+            seen.add(name)
+            assert isinstance(entry, tuple | list) and 1 <= len(entry) <= 2, f"{node_id}.{name}: {entry!r}"
+            kind = spec_type(entry)
+            if kind != "COMBO":
+                assert kind in CORE_TYPES or kind.startswith(TYPE_PREFIX), f"{node_id}.{name}: custom type {kind}"
+            if kind.startswith(TYPE_PREFIX):
+                assert kind in CUSTOM_TYPES, f"{node_id}.{name}: {kind} is not declared in nodes/graph_types.py"
+            opts = spec_options(entry)
+            if is_widget(entry) and "default" in opts:
+                problem = check_widget_value(name, entry, opts["default"])
+                assert problem is None, f"{node_id}: default of {problem}"
+            if kind == "COMBO":
+                assert combo_choices(entry), f"{node_id}.{name}: a combo with no choices cannot be used"
+    for name, value in (spec.get("hidden") or {}).items():
+        assert value in HIDDEN_VALUES, f"{node_id}: hidden input {name}={value!r}"
+
+
+@pytest.mark.parametrize("node_id", NODE_IDS)
+def test_function_signature(node_id):
+    cls = NODE_CLASS_MAPPINGS[node_id]
+    spec = _inputs(cls)
+    fn = getattr(cls, cls.FUNCTION, None)
+    assert callable(fn), f"{node_id}: FUNCTION {cls.FUNCTION!r} is not a method"
+    method = getattr(cls(), cls.FUNCTION)
+    declared = [n for s in ("required", "optional", "hidden") for n in (spec.get(s) or {})]
+    assert _accepts(method, declared) == [], f"{node_id}: {cls.FUNCTION}() cannot take these inputs"
+    required = set(spec.get("required") or {})
+    unfed = [n for n in _needs(method) if n not in required]
+    assert unfed == [], f"{node_id}: {cls.FUNCTION}() needs {unfed}, which are not required inputs"
+    for hook in ("IS_CHANGED", "VALIDATE_INPUTS", "check_lazy_status"):
+        if hasattr(cls, hook):
+            target = getattr(cls, hook) if hook != "check_lazy_status" else getattr(cls(), hook)
+            assert [n for n in _needs(target) if n not in required] == [], f"{node_id}.{hook} needs non-required inputs"
+
+
+@pytest.mark.parametrize("node_id", NODE_IDS)
+def test_return_declarations(node_id):
+    cls = NODE_CLASS_MAPPINGS[node_id]
+    n = len(cls.RETURN_TYPES)
+    assert isinstance(cls.RETURN_TYPES, tuple)
+    for attr in ("RETURN_NAMES", "OUTPUT_IS_LIST", "OUTPUT_TOOLTIPS"):
+        if hasattr(cls, attr):
+            assert len(getattr(cls, attr)) == n, f"{node_id}: {attr} has {len(getattr(cls, attr))} entries, not {n}"
+    for kind in cls.RETURN_TYPES:
+        assert kind in CORE_TYPES or kind in CUSTOM_TYPES, f"{node_id}: output type {kind} undeclared"
+    if n == 0:
+        assert getattr(cls, "OUTPUT_NODE", False), f"{node_id}: a node with no outputs must be an OUTPUT_NODE"
+
+
+# ---------------------------------------------------------------------------- running each node
+
+
+def _check_value(kind: str, value: Any) -> str | None:
+    if kind in CUSTOM_TYPES:
+        return None if isinstance(value, CUSTOM_TYPES[kind]) else f"{type(value).__name__} for {kind}"
+    checks: dict[str, Callable[[Any], bool]] = {
+        "STRING": lambda v: isinstance(v, str),
+        "INT": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "FLOAT": lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
+        "BOOLEAN": lambda v: isinstance(v, bool),
+        "IMAGE": lambda v: isinstance(v, torch.Tensor) and v.ndim == 4 and v.shape[-1] in (3, 4)
+        and v.is_floating_point(),
+        "MASK": lambda v: isinstance(v, torch.Tensor) and v.ndim == 3 and v.is_floating_point(),
+        "AUDIO": lambda v: isinstance(v, Mapping) and v["waveform"].ndim == 3 and int(v["sample_rate"]) > 0,
+    }  # fmt: skip
+    check = checks.get(kind)
+    return None if check is None or check(value) else f"{type(value).__name__} for {kind}"
+
+
+def check_result(cls: type, result: Any) -> list[str]:
+    """Problems of what a node's FUNCTION returned, measured against RETURN_TYPES / OUTPUT_IS_LIST."""
+    if isinstance(result, dict):
+        assert set(result) <= {"ui", "result", "expand"}, result.keys()
+        if "ui" in result:
+            assert isinstance(result["ui"], dict) and all(isinstance(v, list) for v in result["ui"].values())
+            json.dumps(result["ui"])  # the frontend gets it as JSON
+        result = result.get("result", ())
+    assert isinstance(result, tuple), f"returns {type(result).__name__}, not a tuple"
+    problems = []
+    if len(result) != len(cls.RETURN_TYPES):
+        return [f"returns {len(result)} values for {len(cls.RETURN_TYPES)} outputs"]
+    is_list = getattr(cls, "OUTPUT_IS_LIST", [False] * len(result))
+    for kind, value, listed in zip(cls.RETURN_TYPES, result, is_list, strict=True):
+        for item in value if listed else [value]:
+            problem = _check_value(kind, item)
+            if problem:
+                problems.append(problem)
+    return problems
+
+
+def _model_info_call(tmp_path: Path) -> list[dict[str, Any]]:
+    good = save_tensors(tmp_path / "m.safetensors", {"w": torch.ones(4, 3)}, "motion", {"d_model": 8})
+    return [{"model": str(good)}]
+
+
+SAMPLE_CALLS: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
+    "StyleLipSyncModelInfo": _model_info_call,
+}
+"""Node id -> inputs to run it with (small, real data). Every node needs one."""
+
+
+def global_state() -> dict[str, Any]:
+    """Process-wide settings a node must leave as it found them (ComfyUI and other packs share them)."""
+    import logging
+    import os
+    import sys
+    import tempfile
+    import warnings
+
+    import numpy as np
+
+    return {
+        "environ": dict(os.environ),
+        "sys.path": list(sys.path),
+        "tempdir": tempfile.tempdir,
+        "cwd": os.getcwd(),
+        "torch.default_dtype": torch.get_default_dtype(),
+        "torch.num_threads": torch.get_num_threads(),
+        "torch.grad_enabled": torch.is_grad_enabled(),
+        "torch.deterministic": torch.are_deterministic_algorithms_enabled(),
+        "torch.matmul_precision": torch.get_float32_matmul_precision(),
+        "numpy.seterr": np.geterr(),
+        "warnings.filters": len(warnings.filters),
+        "logging.root": (logging.getLogger().level, len(logging.getLogger().handlers)),
+    }
+
+
+@pytest.mark.parametrize("node_id", NODE_IDS)
+def test_outputs_match_return_types(node_id, tmp_path):
+    cls = NODE_CLASS_MAPPINGS[node_id]
+    assert node_id in SAMPLE_CALLS, f"{node_id}: add a sample call to SAMPLE_CALLS"
+    for kwargs in SAMPLE_CALLS[node_id](tmp_path):
+        before = global_state()
+        result = getattr(cls(), cls.FUNCTION)(**kwargs)
+        assert check_result(cls, result) == []
+        after = global_state()
+        assert {k: v for k, v in after.items() if before[k] != v} == {}, f"{node_id} changed global state"
+
+
+# ---------------------------------------------------------------------------- pack-wide rules
+
+
+def test_core_imports_itself_relatively():
+    """Inside ComfyUI the core is ``<pack>.lipsync_core``; an absolute ``lipsync_core`` import breaks there."""
+    offenders = []
+    for path in sorted((ROOT / "lipsync_core").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("lipsync_core"):
+                offenders.append(f"{path.relative_to(ROOT)}: from {node.module} import ...")
+            if isinstance(node, ast.Import) and any(a.name.startswith("lipsync_core") for a in node.names):
+                offenders.append(f"{path.relative_to(ROOT)}: import lipsync_core...")
+    assert offenders == []
+
+
+def test_nodes_never_import_comfy_eagerly():
+    """Module-level imports of comfy would break ``import nodes`` outside ComfyUI; they must stay lazy."""
+    host_modules = {"comfy", "comfy_extras", "comfy_api", "folder_paths", "server", "execution", "node_helpers"}
+    offenders = []
+    for path in sorted((ROOT / "nodes").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:  # top level only: imports inside functions are lazy by construction
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in host_modules]
+    assert offenders == []
+    assert nodes.NODE_CLASS_MAPPINGS  # and the import above worked without ComfyUI
+
+
+def test_example_workflows_exist_with_thumbnails():
+    files = workflow_files()
+    assert files, "no example workflow"
+    for path in files:
+        assert path.with_suffix(".jpg").is_file(), f"{path.name}: the template browser wants {path.stem}.jpg"
+
+
+OPTIONAL_MODULES = (
+    "mediapipe", "insightface", "onnxruntime", "transformers", "diffusers", "xformers", "cv2", "librosa",
+    "soundfile", "av", "scipy", "skimage", "espeakng_loader", "tqdm",
+)  # fmt: skip
+"""Everything but torch, numpy and safetensors: the pack must import without any of them."""
+
+_BLOCKED_IMPORT = """
+import importlib.abc, sys
+BLOCKED = set(sys.argv[1].split(","))
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
+        return None
+sys.meta_path.insert(0, Block())
+import os, tempfile, torch
+before = (dict(os.environ), list(sys.path), tempfile.tempdir, torch.get_num_threads(), torch.get_default_dtype())
+import nodes
+after = (dict(os.environ), list(sys.path), tempfile.tempdir, torch.get_num_threads(), torch.get_default_dtype())
+assert before == after, "importing the pack changed process-wide state"
+assert nodes.NODE_CLASS_MAPPINGS
+print(sorted(nodes.NODE_CLASS_MAPPINGS))
+"""
+
+
+def test_pack_imports_without_optional_dependencies():
+    """A missing optional package must never break ComfyUI's import of the pack (the node using it says so),
+    and importing it leaves the environment, sys.path, temp dir and torch settings alone."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _BLOCKED_IMPORT, ",".join(OPTIONAL_MODULES)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert all(node_id in done.stdout for node_id in NODE_IDS)
+
+
+def test_registry_metadata():
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    comfy = config["tool"]["comfy"]
+    assert comfy["PublisherId"] and comfy["DisplayName"] == "StyleLipSync"
+    assert comfy["Icon"].endswith("/web/icon.svg") and (ROOT / "web" / "icon.svg").is_file()
+    assert comfy["requires-comfyui"].startswith(">=")
+    assert "web" not in comfy, "WEB_DIRECTORY already serves web/js; a second registration loads the script twice"
