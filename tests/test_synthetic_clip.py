@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lipsync_core.synthetic.clip import generate_clip, make_speakers
-from lipsync_core.synthetic.io import read_truth, read_video, write_clip
+from lipsync_core.synthetic.io import list_clips, read_truth, read_video, write_clip
 from lipsync_core.synthetic.sync_check import audio_envelope, best_lag
 from lipsync_core.synthetic.tts import espeak_available
 from lipsync_core.synthetic.validate import detect_landmarks, lip_error, style_separation
@@ -126,3 +126,7 @@ def test_files_round_trip_and_cli_is_byte_identical(tmp_path, clip):
     assert len(outs[0]) == 6  # speakers.json, manifest.json, mp4, wav, json, truth.npz
     for p, q in zip(*outs, strict=True):
         assert p.read_bytes() == q.read_bytes(), p.name
+    rows = list_clips(tmp_path / "a")
+    assert len(rows) == 1 and all(rows[0][k].is_file() for k in ("video", "wav", "json", "truth"))
+    with pytest.raises(LipSyncInputError, match="manifest"):
+        list_clips(tmp_path)

@@ -29,6 +29,7 @@ _EXPORTS = {
     "write_clip": "io",
     "read_truth": "io",
     "read_video": "io",
+    "list_clips": "io",
 }
 
 __all__ = sorted(_EXPORTS)

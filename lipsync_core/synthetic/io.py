@@ -149,3 +149,19 @@ def read_video(path: str | Path) -> tuple[np.ndarray, float]:
         fps = float(stream.average_rate)
         frames = np.stack([f.to_ndarray(format="rgb24") for f in inp.decode(stream)])
     return frames, fps
+
+
+def list_clips(directory: str | Path) -> list[dict]:
+    """Every clip of a generated dataset: manifest rows with absolute ``video``, ``wav``, ``json``, ``truth`` paths."""
+    root = Path(directory)
+    manifest = root / "manifest.json"
+    if not manifest.exists():
+        raise LipSyncInputError(
+            f"{root} has no manifest.json; give a folder written by python -m lipsync_core.synthetic"
+        )
+    rows = []
+    for row in json.loads(manifest.read_text())["clips"]:
+        base = root / row["speaker_id"] / row["clip_id"]
+        rows.append({**row, "video": base.with_suffix(".mp4"), "wav": base.with_suffix(".wav"),
+                     "json": base.with_suffix(".json"), "truth": Path(f"{base}.truth.npz")})
+    return rows
