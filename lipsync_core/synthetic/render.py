@@ -77,7 +77,7 @@ class MeshWarp:
         # their affine maps a line onto a large source area and would speckle the lip line.
         proper = np.nonzero(area > 1.0)[0]
         for k in proper:
-            cv2.polylines(ids, [fixed[k]], True, int(k), thickness=1, lineType=cv2.LINE_8, shift=4)
+            cv2.polylines(ids, [fixed[k]], True, int(k), thickness=2, lineType=cv2.LINE_8, shift=4)
         for k in proper:
             cv2.fillConvexPoly(ids, fixed[k], int(k), lineType=cv2.LINE_8, shift=4)
         return ids
