@@ -130,3 +130,19 @@ def test_files_round_trip_and_cli_is_byte_identical(tmp_path, clip):
     assert len(rows) == 1 and all(rows[0][k].is_file() for k in ("video", "wav", "json", "truth"))
     with pytest.raises(LipSyncInputError, match="manifest"):
         list_clips(tmp_path)
+
+
+def test_blinks_close_the_eyes_and_stay_detectable(speakers):
+    from lipsync_core.synthetic.rig import blink_curve
+
+    curve = blink_curve(np.random.default_rng(0), 250, 25.0)  # 10 s
+    starts = np.flatnonzero((curve[1:] > 0.5) & (curve[:-1] <= 0.5))
+    assert 1 <= len(starts) <= 6 and curve.max() > 0.85
+    text = "Why did Bob move my yellow balloon? Oh, we will paint the boat by the river."
+    c = generate_clip(speakers[1], text, seed=4, size=160)
+    k = int(np.argmax(c.blink))
+    assert c.blink[k] > 0.8
+    lid = np.linalg.norm(c.landmarks[:, 159, :2] - c.landmarks[:, 145, :2], axis=-1)  # right eye, upper-lower lid
+    assert lid[k] < 0.3 * np.median(lid)
+    det, found = detect_landmarks(c.frames[[k]])
+    assert found.all()
