@@ -10,13 +10,17 @@ import numpy as np
 import pytest
 
 from lipsync_core.synthetic.clip import generate_clip, make_speakers
+from lipsync_core.synthetic.identity import face_mesh_available
 from lipsync_core.synthetic.io import list_clips, read_truth, read_video, write_clip
 from lipsync_core.synthetic.sync_check import audio_envelope, best_lag
 from lipsync_core.synthetic.tts import espeak_available
 from lipsync_core.synthetic.validate import detect_landmarks, lip_error, style_separation
 from lipsync_core.types import LipSyncInputError
 
-pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeakng-loader (training extra) not installed")
+pytestmark = [
+    pytest.mark.skipif(not espeak_available(), reason="espeakng-loader (training extra) not installed"),
+    pytest.mark.skipif(not face_mesh_available(), reason="MediaPipe legacy face mesh not available"),
+]
 
 SENTENCE = "Maybe we should move the purple boat."
 

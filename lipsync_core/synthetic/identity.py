@@ -93,8 +93,23 @@ class Identity:
     # into the lip body where the photo's mouth is open, so a closed lip line shows lip, not teeth or gap
 
 
+def face_mesh_available() -> bool:
+    """True when MediaPipe's legacy face mesh (bundled model) can be used (mediapipe <= 0.10.21, Python <= 3.12)."""
+    try:
+        import mediapipe as mp
+
+        return hasattr(mp, "solutions") and hasattr(mp.solutions, "face_mesh")
+    except ImportError:
+        return False
+
+
 @functools.lru_cache(maxsize=1)
 def _face_mesh():
+    if not face_mesh_available():
+        raise LipSyncInputError(
+            "the puppet world needs MediaPipe's legacy face mesh (mediapipe==0.10.14 on Python <= 3.12); "
+            "install it from requirements.txt"
+        )
     import mediapipe as mp
 
     return mp.solutions.face_mesh.FaceMesh(
