@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from lipsync_core.synthetic.identity import face_mesh_available
 from lipsync_core.synthetic.io import read_truth, read_video
 from lipsync_core.synthetic.sync_check import audio_envelope, best_lag
 from lipsync_core.synthetic.tts import espeak_available
@@ -53,6 +54,7 @@ def test_video_audio_and_truth_agree(name, index):
     assert abs(best_lag(truth["mouth_opening"], env, max_lag=4)) <= (1 if name != "other_style" else 2)
 
 
+@pytest.mark.skipif(not face_mesh_available(), reason="MediaPipe legacy face mesh not available")
 def test_mediapipe_finds_the_true_lips_in_the_decoded_video():
     frames, _ = read_video(DEMO / "video.mp4")
     truth = read_truth(DEMO / "video.truth.npz")["landmarks"]
@@ -73,6 +75,7 @@ def test_the_other_speaker_moves_differently_on_the_same_sentence():
 
 
 @pytest.mark.skipif(not espeak_available(), reason="espeakng-loader (training extra) not installed")
+@pytest.mark.skipif(not face_mesh_available(), reason="MediaPipe legacy face mesh not available")
 def test_demo_is_regenerated_byte_for_byte(tmp_path):
     from lipsync_core.synthetic.demo import make_demo
 
