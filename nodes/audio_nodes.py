@@ -17,9 +17,11 @@ from .plumbing import (
     MODELS_INPUT,
     VIDEO_INFO_INPUT,
     audio_of_duration,
+    check_lengths,
     frames_of,
     image_out,
     mono_16k,
+    track_frames,
 )  # fmt: skip
 
 
@@ -83,10 +85,10 @@ class StyleLipSyncMatchLength:
     )
     CATEGORY = CATEGORY
     FUNCTION = "match"
-    RETURN_TYPES = ("IMAGE", "AUDIO", "INT")
-    RETURN_NAMES = ("images", "audio", "frame_count")
+    RETURN_TYPES = ("IMAGE", "AUDIO", "INT", gt.FACE_TRACK)
+    RETURN_NAMES = ("images", "audio", "frame_count", "track")
     OUTPUT_TOOLTIPS = ("The frames, cut or extended.", "The audio, cut or padded to exactly the frames' duration.",
-                       "Number of frames out.")  # fmt: skip
+                       "Number of frames out.", "The track of the frames out (when a track is connected).")  # fmt: skip
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -100,15 +102,25 @@ class StyleLipSyncMatchLength:
                            "shorter); trim_to_video: as long as the video; loop / ping_pong: repeat the video over "
                            "the audio; pad_silence: the longer of the two, audio padded."}),
             },
-            "optional": {"video_info": VIDEO_INFO_INPUT},
+            "optional": {
+                "video_info": VIDEO_INFO_INPUT,
+                "track": (gt.FACE_TRACK, {"tooltip": "The frames' track: comes out matching the frames out, so "
+                          "the video is tracked once, before its length changes."}),
+            },
         }  # fmt: skip
 
-    def match(self, images: Any, audio: Any, fps: float, policy: str, video_info: Any = None) -> tuple[Any, ...]:
+    def match(
+        self, images: Any, audio: Any, fps: float, policy: str, video_info: Any = None, track: Any = None
+    ) -> tuple[Any, ...]:
         rate = resolve_fps(("fps", fps), ("video_info", video_info))
         frames = frames_of(images)
+        if track is not None:
+            check_lengths(frames, track)
         matched = core_module("audio").match_length(len(frames), mono_16k(audio), rate, policy)
-        out = image_out(frames[np.asarray(matched.frame_indices)])
-        return out, audio_of_duration(audio, matched.num_frames / rate), int(matched.num_frames)
+        idx = np.asarray(matched.frame_indices)
+        new_track = track_frames(track, idx) if track is not None else None
+        new_audio = audio_of_duration(audio, matched.num_frames / rate)
+        return image_out(frames[idx]), new_audio, int(matched.num_frames), new_track
 
 
 NODE_CLASS_MAPPINGS = {"StyleLipSyncAudioFeatures": StyleLipSyncAudioFeatures,

@@ -97,3 +97,12 @@ def track_at_crop_size(track: Any, crop_size: int) -> Any:
     return dataclasses.replace(
         track, crop_transforms=rescale(track.crop_transforms, track.crop_size, crop_size), crop_size=int(crop_size)
     )
+
+
+def track_frames(track: Any, indices: np.ndarray) -> Any:
+    """The track of the frames ``indices`` of its video (after Match Length cut, looped or held frames)."""
+    import dataclasses
+
+    idx = np.asarray(indices, dtype=np.int64)
+    per_frame = ("landmarks", "detected", "usable", "crop_transforms", "rotations")
+    return dataclasses.replace(track, **{name: getattr(track, name)[idx] for name in per_frame})

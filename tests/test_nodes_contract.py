@@ -207,7 +207,8 @@ SAMPLE_CALLS: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
          "images": _samples()["images"], "video_info": {"loaded_fps": 25.0}},
     ],
     "StyleLipSyncMatchLength": lambda _: [
-        {"images": _samples()["images"], "audio": _samples()["audio"], "fps": 25.0, "policy": policy}
+        {"images": _samples()["images"], "audio": _samples()["audio"], "fps": 25.0, "policy": policy,
+         "track": _samples()["track"]}
         for policy in ("trim_to_audio", "ping_pong")
     ],
     "StyleLipSyncStyleReference": lambda _: [
