@@ -142,7 +142,7 @@ SPECS: dict[str, dict[str, Any]] = {
             {"type": "StyleLipSyncPredictMotion", "pos": [1440, 40], "size": [360, 300]},  # 9
             {"type": "StyleLipSyncRender", "pos": [1840, 380], "size": [320, 330], "widgets": FAST},  # 10
             {"type": "VHS_VideoCombine", "pos": [2200, 380], "size": [360, 600],
-             "widgets": {"filename_prefix": "stylelipsync/vhs"}},  # 11
+             "widgets": {"filename_prefix": "stylelipsync/vhs", "format": "video/h264-mp4"}},  # 11
         ],  # fmt: skip
         "links": [
             [1, 3, 2, "video_info"],
