@@ -8,7 +8,7 @@ from . import graph_types as gt
 from ._core import core_module
 from .comfy_host import CATEGORY
 from .fps import resolve_fps
-from .plumbing import FACE_CHOICES, FPS_WIDGET, GAP_POLICIES, VIDEO_INFO_INPUT
+from .plumbing import FACE_CHOICES, FPS_WIDGET, GAP_POLICIES, MODELS_INPUT, VIDEO_INFO_INPUT
 
 TRACK_CROP_SIZE = 256  # the track's own crop; the render node rescales it to the renderer's crop size
 
@@ -42,6 +42,8 @@ class StyleLipSyncTrackFaces:
                                     "tooltip": "Longest gap that is interpolated; longer gaps pass through."}),
             },
             "optional": {
+                "models": (MODELS_INPUT[0], {"tooltip": "Connect to track at the renderer's crop size (exactly as the "
+                           "all-in-one node does); without it the render node rescales a 256-px track."}),
                 "video_info": VIDEO_INFO_INPUT,
                 "reference_face": ("IMAGE", {"tooltip": "A photo of the person to follow (face_choice identity)."}),
             },
@@ -49,16 +51,17 @@ class StyleLipSyncTrackFaces:
 
     def track(
         self, images: Any, fps: float, backend: str, face_choice: str, no_face: str, max_gap_seconds: float,
-        video_info: Any = None, reference_face: Any = None,
+        models: Any = None, video_info: Any = None, reference_face: Any = None,
     ) -> tuple[Any, str]:  # fmt: skip
         from .plumbing import frames_of
 
         rate = resolve_fps(("fps", fps), ("video_info", video_info))
+        crop = int(models.renderer_config.crop_size) if models is not None else TRACK_CROP_SIZE
         options: dict[str, Any] = {}
         if reference_face is not None:
             options["reference_image"] = frames_of(reference_face, "reference_face")
         track = core_module("face").track_faces(
-            frames_of(images), rate, backend=backend, crop_size=TRACK_CROP_SIZE, face_choice=face_choice,
+            frames_of(images), rate, backend=backend, crop_size=crop, face_choice=face_choice,
             max_gap_frames=int(round(max_gap_seconds * rate)), gap_policy=no_face, input_name="images", **options,
         )  # fmt: skip
         found = int(track.usable.sum())
