@@ -115,7 +115,7 @@ SPECS: dict[str, dict[str, Any]] = {
             _save("stylelipsync/demo", [2460, 460]),  # 15
         ],  # fmt: skip
         "links": [
-            [1, 0, 2, "video"], [2, 0, 5, "images"], [2, 2, 5, "fps"],
+            [1, 0, 2, "video"], [2, 0, 5, "images"], [2, 2, 5, "fps"], [4, 0, 5, "models"],
             [4, 0, 6, "models"], [5, 0, 6, "video_track"], [2, 1, 6, "video_audio"],
             [2, 0, 7, "images"], [3, 0, 7, "audio"], [2, 2, 7, "fps"], [5, 0, 7, "track"],
             [4, 0, 8, "models"], [7, 1, 8, "audio"], [7, 0, 8, "images"], [2, 2, 8, "fps"],
@@ -146,7 +146,7 @@ SPECS: dict[str, dict[str, Any]] = {
         ],  # fmt: skip
         "links": [
             [1, 3, 2, "video_info"],
-            [1, 0, 5, "images"], [1, 3, 5, "video_info"],
+            [1, 0, 5, "images"], [1, 3, 5, "video_info"], [4, 0, 5, "models"],
             [4, 0, 6, "models"], [5, 0, 6, "video_track"], [1, 2, 6, "video_audio"],
             [1, 0, 7, "images"], [3, 0, 7, "audio"], [1, 3, 7, "video_info"], [5, 0, 7, "track"],
             [4, 0, 8, "models"], [7, 1, 8, "audio"], [7, 0, 8, "images"], [1, 3, 8, "video_info"],
