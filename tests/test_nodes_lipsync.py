@@ -180,3 +180,17 @@ def test_render_refuses_mismatched_lengths():
 
     with pytest.raises(LipSyncInputError, match="motion: 10 frames for 9 images; put StyleLipSync Match Length"):
         StyleLipSyncRender().render(**render_kwargs(images=s["images"][:9], track=track_frames(s["track"], range(9))))
+
+
+def test_audio_encoder_output_is_aligned_but_refused_by_a_logmel_model():
+    """Core AUDIO_ENCODER_OUTPUT (50 Hz frames) is read; a motion model trained on log-mel says so plainly."""
+    s = sample()
+    samples = 16000 * NUM_FRAMES // 25
+    output = {"encoded_audio": torch.randn(1, samples // 320, 24), "audio_samples": samples}
+    from lipsync_core.audio import features_from_audio_encoder_output
+
+    feats = features_from_audio_encoder_output(output, FPS, NUM_FRAMES)
+    assert feats.features.shape == (NUM_FRAMES, 24)
+    with pytest.raises(LipSyncInputError, match="audio_encoder_output: features are .* but the model was trained on"):
+        StyleLipSyncAudioFeatures().features(s["models"], FPS, 0, audio=s["audio"], audio_encoder_output=output,
+                                             images=s["images"])  # fmt: skip
