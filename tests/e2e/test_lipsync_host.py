@@ -94,7 +94,7 @@ def _interrupted_at(entry: dict) -> float:
 
 def test_cancel_mid_render_stops_within_one_chunk_and_the_next_prompt_runs(comfy_host, lipsync_assets):
     chunks, chunk_size = 12, 4  # 46 frames
-    base = _with_render(_prompt(comfy_host, "stylelipsync_1_demo"), steps=4, chunk_size=chunk_size)
+    base = _with_render(_prompt(comfy_host, "stylelipsync_1_demo"), steps=12, chunk_size=chunk_size)
     seed = int(time.time()) % 10**6
     comfy_host.run(_with_render(base, seed=seed), timeout=600)  # everything upstream of the render is now cached
     timed = comfy_host.run(_with_render(base, seed=seed + 1), timeout=600)
@@ -110,7 +110,7 @@ def test_cancel_mid_render_stops_within_one_chunk_and_the_next_prompt_runs(comfy
     assert was_interrupted(entry), error_message(entry)
     late = _interrupted_at(entry) - asked
     print(f"\nrender {render_s:.1f} s in {chunks} chunks ({chunk_s:.2f} s each); stopped {late:.2f} s after Cancel")
-    assert late < 1.5 * chunk_s + 0.5, (late, chunk_s)
+    assert late < 2 * chunk_s + 1.0, (late, chunk_s)  # the chunk under way when Cancel came, and the host's poll
     assert elapsed_seconds(entry) < 0.8 * render_s
 
     after = comfy_host.run(_with_render(base, seed=seed + 3, chunk_size=16, steps=2), timeout=600)
