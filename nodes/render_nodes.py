@@ -107,7 +107,8 @@ class StyleLipSyncRender:
                 check_interrupted()
                 models.ready()  # model management may have moved them between chunks
                 idx = np.arange(start, min(start + settings.chunk_size, total))
-                out[idx], masks[idx] = renderer.render(frames[idx], idx)
+                # Cancel is also honoured between denoising steps: a long chunk never delays it
+                out[idx], masks[idx] = renderer.render(frames[idx], idx, lambda _step: check_interrupted())
                 bar.set(int(idx[-1]) + 1)
         return image_out(out), torch.from_numpy(masks)
 
