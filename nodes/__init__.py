@@ -5,14 +5,14 @@ here. Importing this package never imports ComfyUI eagerly (plain pytest imports
 ComfyUI it registers the ``stylelipsync`` models folder with folder_paths.
 """
 
-from . import model_info
+from . import audio_nodes, face_nodes, load_models, model_info, motion_nodes, render_nodes
 from .comfy_host import register_model_folder
 from .routes import register_routes
 
 register_model_folder()
 register_routes()
 
-_NODE_MODULES = (model_info,)
+_NODE_MODULES = (load_models, face_nodes, audio_nodes, motion_nodes, render_nodes, model_info)
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ._core import core_module
 from .hosted_model import HostedModel
+from .lipsync_models import LipSyncModelBundle
 
 _types = core_module("types")
 
@@ -19,6 +20,7 @@ STYLE_REFERENCE = "STYLELIPSYNC_STYLE_REFERENCE"
 LIP_MOTION = "STYLELIPSYNC_LIP_MOTION"
 MOTION_MODEL = "STYLELIPSYNC_MOTION_MODEL"
 RENDERER = "STYLELIPSYNC_RENDERER"
+MODELS = "STYLELIPSYNC_MODELS"
 
 CUSTOM_TYPES: dict[str, type] = {
     FACE_TRACK: _types.FaceTrack,
@@ -27,4 +29,5 @@ CUSTOM_TYPES: dict[str, type] = {
     LIP_MOTION: _types.LipMotion,
     MOTION_MODEL: HostedModel,
     RENDERER: HostedModel,
+    MODELS: LipSyncModelBundle,
 }

@@ -185,9 +185,54 @@ def _model_info_call(tmp_path: Path) -> list[dict[str, Any]]:
     return [{"model": str(good)}]
 
 
+def _samples() -> dict[str, Any]:
+    from node_samples import sample
+
+    return sample()
+
+
+def _video(**extra: Any) -> list[dict[str, Any]]:
+    s = _samples()
+    return [{"images": s["images"], **extra}]
+
+
 SAMPLE_CALLS: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
     "StyleLipSyncModelInfo": _model_info_call,
-}
+    "StyleLipSyncLoadModels": lambda _: [__import__("node_samples").model_inputs()],
+    "StyleLipSyncTrackFaces": lambda _: _video(fps=25.0, backend="mediapipe", face_choice="largest",
+                                               no_face="passthrough", max_gap_seconds=0.5),
+    "StyleLipSyncAudioFeatures": lambda _: [
+        {"models": _samples()["models"], "fps": 25.0, "num_frames": 0, "audio": _samples()["audio"]},
+        {"models": _samples()["models"], "fps": 0.0, "num_frames": 0, "audio": _samples()["audio"],
+         "images": _samples()["images"], "video_info": {"loaded_fps": 25.0}},
+    ],
+    "StyleLipSyncMatchLength": lambda _: [
+        {"images": _samples()["images"], "audio": _samples()["audio"], "fps": 25.0, "policy": policy,
+         "track": _samples()["track"]}
+        for policy in ("trim_to_audio", "ping_pong")
+    ],
+    "StyleLipSyncStyleReference": lambda _: [
+        {"models": _samples()["models"], "max_frames": 64, "reference_fps": 0.0, "video_track": _samples()["track"],
+         "video_audio": _samples()["audio"]},
+        {"models": _samples()["models"], "max_frames": 64, "reference_fps": 25.0,
+         "reference_images": _samples()["images"], "reference_audio": _samples()["audio"]},
+    ],
+    "StyleLipSyncPredictMotion": lambda _: [
+        {"models": _samples()["models"], "features": _samples()["features"], "style_strength": 1.0,
+         "mouth_scale": 1.2, "close_on_silence": True, "style": _samples()["style"]},
+        {"models": _samples()["models"], "features": _samples()["features"], "style_strength": 0.0,
+         "mouth_scale": 1.0, "close_on_silence": False},
+    ],
+    "StyleLipSyncPreviewMotion": lambda _: [
+        {k: _samples()[k] for k in ("models", "images", "track", "motion")}
+    ],
+    "StyleLipSyncRender": lambda _: [__import__("node_samples").render_kwargs(unique_id="7")],
+    "StyleLipSyncLipSync": lambda _: [
+        {"models": _samples()["models"], "images": _samples()["images"], "audio": _samples()["audio"], "fps": 25.0,
+         "length_policy": "trim_to_audio", "style_strength": 1.0, "sampler": "ddim", "steps": 2, "seed": 1,
+         "chunk_size": 8, "video_audio": _samples()["audio"]},
+    ],
+}  # fmt: skip
 """Node id -> inputs to run it with (small, real data). Every node needs one."""
 
 

@@ -97,6 +97,8 @@ BUILD_GRAPH_JS = """
       const w = node.widgets.find((w) => w.name === name);
       if (!w) throw new Error(n.type + " has no widget " + name);
       w.value = value;
+      // as if the user picked it: widgets that add others (VHS's format -> crf, pix_fmt, ...) do so now
+      if (typeof w.callback === "function") w.callback(value, window.app.canvas, node);
     }
     made.push(node);
   }

@@ -194,7 +194,9 @@ def ui_to_api(workflow: Mapping[str, Any], object_info: Mapping[str, Any]) -> di
         inputs: dict[str, Any] = {}
         values = node.get("widgets_values")
         if isinstance(values, Mapping):  # VideoHelperSuite saves its widgets by name
-            inputs.update({k: v for k, v in values.items() if k != "videopreview"})  # its preview state
+            # not its preview states (videopreview, audiopreview) nor its upload button ("choose video to upload"):
+            # the frontend never sends them
+            inputs.update({k: v for k, v in values.items() if not (k.endswith("preview") or k.startswith("choose "))})
         else:
             for name, value in zip(widget_names(info), values or [], strict=False):
                 if name is not None:

@@ -76,3 +76,33 @@ def host_models_dir(comfy_path):
     yield folder
     for path in set(folder.iterdir()) - before:
         path.unlink()
+
+
+@pytest.fixture(scope="session")
+def lipsync_assets(comfy_path):
+    """What the lip-sync example workflows load: the demo clips in ComfyUI/input under the names the workflows
+    use, and models in models/stylelipsync (tiny random ones, the same file format, until the pack ships its
+    demo weights). Only files this fixture added are removed afterwards."""
+    import shutil
+
+    from build_workflow import INPUT_FILES, MODEL_WIDGETS
+
+    root = HERE.parents[1]
+    added: list[Path] = []
+    for name, source in INPUT_FILES.items():
+        dest = comfy_path / "input" / name
+        if not dest.exists():
+            shutil.copy(root / source, dest)
+            added.append(dest)
+    models = comfy_path / "models" / "stylelipsync"
+    models.mkdir(parents=True, exist_ok=True)
+    if not all((models / name).exists() for name in MODEL_WIDGETS.values()):
+        sys.path.insert(0, str(root))
+        from tests.tiny_models import save_models, tiny_models
+
+        before = set(models.iterdir())
+        save_models(tiny_models(), models)
+        added += sorted(set(models.iterdir()) - before)
+    yield {"input": comfy_path / "input", "models": models}
+    for path in added:
+        path.unlink(missing_ok=True)

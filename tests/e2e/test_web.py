@@ -198,6 +198,58 @@ def test_example_workflow_loads_in_the_frontend_and_converts_like_it(comfy_host,
         declared = {
             n for section in ("required", "optional") for n in info[entry["class_type"]]["input"].get(section, {})
         }
-        # the frontend also sends its own display widgets' values (e.g. PreviewAny's "preview"); the server ignores them
-        assert {k: v for k, v in theirs["inputs"].items() if k in declared} == entry["inputs"], node_id
+        # the frontend also sends its own display widgets' values (e.g. PreviewAny's "preview"); the server ignores
+        # them. Undeclared widgets a node adds itself (VHS Video Combine's crf, pix_fmt, ...) are sent by both.
+        sent = {k: v for k, v in theirs["inputs"].items() if k in declared or k in entry["inputs"]}
+        assert sent == entry["inputs"], node_id
     assert [e for e in log.errors() if "stylelipsync" in e.lower()] == []
+
+
+def test_predict_motion_shows_its_view_after_a_run_of_the_demo(comfy_host, lipsync_assets):
+    """The demo workflow queued from the page: the Predict Lip Motion node draws what it predicted."""
+    import random
+
+    [path] = [p for p in workflow_files() if p.stem == "stylelipsync_1_demo"]
+    workflow = json.loads(path.read_text(encoding="utf-8"))
+    strength = round(random.uniform(0.5, 0.95), 2)  # a new value: the node runs again instead of coming from cache
+    with comfy_page(comfy_host.url) as (page, log):
+        close_dialogs(page)
+        page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
+        saved_before = page.evaluate(
+            """(strength) => {
+                const node = window.app.graph._nodes.find((n) => n.type === 'StyleLipSyncPredictMotion');
+                node.widgets.find((w) => w.name === 'style_strength').value = strength;
+                return window.app.graph.serialize().nodes.find((n) => n.id === node.id).widgets_values;
+            }""",
+            strength,
+        )
+        page.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
+        page.wait_for_function(
+            """() => {
+                const node = window.app.graph._nodes.find((n) => n.type === 'StyleLipSyncPredictMotion');
+                const view = node && node.__stylelipsyncMotion;
+                return view && view.motion && view.motion.opening.length > 0;
+            }""",
+            timeout=300_000,
+        )
+        state = page.evaluate(
+            """() => {
+                const node = window.app.graph._nodes.find((n) => n.type === 'StyleLipSyncPredictMotion');
+                const view = node.__stylelipsyncMotion;
+                const saved = window.app.graph.serialize().nodes.find((n) => n.id === node.id);
+                const canvas = window.app.canvas;
+                canvas.ds.scale = 1.2;
+                canvas.ds.offset = [40 / 1.2 - node.pos[0], 80 / 1.2 - node.pos[1]];
+                canvas.setDirty(true, true);
+                return {widgets: node.widgets.map((w) => w.name), saved: saved.widgets_values,
+                        frames: view.motion.opening.length, fps: view.motion.fps,
+                        attention: Boolean(view.motion.attention), visible: view.box.isConnected,
+                        drawn: view.canvas.width > 64};
+            }"""
+        )
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SHOTS / "stylelipsync-predict.png"))
+        assert [e for e in log.errors() if "stylelipsync" in e.lower()] == []
+    assert state["frames"] == 46 and state["fps"] == 25 and state["attention"] and state["visible"] and state["drawn"]
+    assert "stylelipsync_motion_view" in state["widgets"]
+    assert state["saved"] == saved_before, "the view widget must not be saved with the workflow"

@@ -1,0 +1,117 @@
+"""The lip-sync nodes on a real host: the example workflows' videos, model reuse across runs, cancelling a render.
+
+Tiny random models (tests/tiny_models.py) stand in for the demo weights; the clips are the pack's demo clips.
+The new speech (target.wav, 1.80 s) is shorter than the video (52 frames at 25 fps); every workflow uses
+"trim_to_audio", so the output has the frames that cover the audio (46) and the audio, padded to those frames.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import pytest
+from comfy_client import cached_nodes, elapsed_seconds, error_message, ui_to_api, was_interrupted
+from media import probe
+from workflow_check import workflow_files
+
+from lipsync_core.audio import duration_frames
+from lipsync_core.media import probe_video
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "lipsync_core" / "assets" / "demo"
+LIPSYNC_WORKFLOWS = [p for p in workflow_files() if p.stem.startswith("stylelipsync_") and p.stem[13].isdigit()]
+
+
+def _prompt(client, stem: str) -> dict:
+    [path] = [p for p in workflow_files() if p.stem == stem]
+    return ui_to_api(json.loads(path.read_text(encoding="utf-8")), client.object_info(refresh=True))
+
+
+def _node(prompt: dict, class_type: str) -> str:
+    [node_id] = [k for k, v in prompt.items() if v["class_type"] == class_type]
+    return node_id
+
+
+def _videos(entry: dict) -> list[dict]:
+    """Saved video files of a finished prompt (core SaveVideo 'images', VHS 'gifs': its with-audio file)."""
+    items = [
+        item
+        for node_out in entry["outputs"].values()
+        for items in node_out.values()
+        if isinstance(items, list)
+        for item in items
+        if isinstance(item, dict) and str(item.get("filename", "")).endswith(".mp4")
+    ]
+    return [i for i in items if "-audio" in i["filename"]] or items
+
+
+@pytest.mark.parametrize("path", LIPSYNC_WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_video_has_the_audio_length_at_the_input_fps(comfy_host, lipsync_assets, path, tmp_path):
+    video = probe_video(DEMO / "video.mp4")
+    audio_seconds = probe(DEMO / "target.wav")["audio_seconds"]
+    entry = comfy_host.run(_prompt(comfy_host, path.stem), timeout=600)
+    [item] = _videos(entry)
+    got = probe(comfy_host.fetch_output(item, tmp_path / Path(item["filename"]).name))
+    assert got["fps"] == pytest.approx(video.fps, abs=1e-3)  # from the graph, never a default
+    # the frames that cover the audio (its last partial frame included), the audio padded to exactly those frames
+    frames = duration_frames(round(audio_seconds * 48000), 48000, video.fps)
+    assert got["frames"] == frames == 46 and video.frame_count == 52
+    assert got["audio_seconds"] == pytest.approx(frames / video.fps, abs=1.0 / video.fps), got  # AAC pads < 1 frame
+    assert got["audio_seconds"] >= audio_seconds
+
+
+def _with_render(prompt: dict, **inputs) -> dict:
+    prompt = copy.deepcopy(prompt)
+    prompt[_node(prompt, "StyleLipSyncRender")]["inputs"].update(inputs)
+    return prompt
+
+
+def _model_loads(client) -> int:
+    return sum(v for k, v in client.request("GET", "/stylelipsync/cache")["loads"].items() if "stylelipsync" in k)
+
+
+def test_render_twice_reuses_the_loaded_models(comfy_host, lipsync_assets):
+    base = _prompt(comfy_host, "stylelipsync_1_demo")
+    render = _node(base, "StyleLipSyncRender")
+    first = comfy_host.run(_with_render(base, seed=int(time.time()) % 10**6), timeout=600)
+    loads = comfy_host.request("GET", "/stylelipsync/cache")["loads"]
+    assert any("models/stylelipsync/renderer.safetensors" in k for k in loads), loads
+    before = _model_loads(comfy_host)
+    second = comfy_host.run(_with_render(base, seed=int(time.time()) % 10**6 + 1), timeout=600)
+    assert render not in cached_nodes(second), "the render node did not run again"
+    assert _model_loads(comfy_host) == before, "a second render re-read model files"
+    print(f"\nfirst run {elapsed_seconds(first):.1f} s, second (render only, models cached) "
+          f"{elapsed_seconds(second):.1f} s")  # fmt: skip
+
+
+def _interrupted_at(entry: dict) -> float:
+    [stamp] = [d["timestamp"] for k, d in entry["status"]["messages"] if k == "execution_interrupted"]
+    return stamp / 1000.0
+
+
+def test_cancel_mid_render_stops_within_one_chunk_and_the_next_prompt_runs(comfy_host, lipsync_assets):
+    chunks, chunk_size = 12, 4  # 46 frames
+    base = _with_render(_prompt(comfy_host, "stylelipsync_1_demo"), steps=12, chunk_size=chunk_size)
+    seed = int(time.time()) % 10**6
+    comfy_host.run(_with_render(base, seed=seed), timeout=600)  # everything upstream of the render is now cached
+    timed = comfy_host.run(_with_render(base, seed=seed + 1), timeout=600)
+    render_s = elapsed_seconds(timed)
+    chunk_s = render_s / chunks
+
+    prompt_id = comfy_host.queue(_with_render(base, seed=seed + 2))
+    comfy_host.wait_until_running(prompt_id)
+    time.sleep(render_s * 0.4)
+    asked = time.time()
+    comfy_host.interrupt()
+    entry = comfy_host.wait(prompt_id, timeout=300)
+    assert was_interrupted(entry), error_message(entry)
+    late = _interrupted_at(entry) - asked
+    print(f"\nrender {render_s:.1f} s in {chunks} chunks ({chunk_s:.2f} s each); stopped {late:.2f} s after Cancel")
+    assert late < 2 * chunk_s + 1.0, (late, chunk_s)  # the chunk under way when Cancel came, and the host's poll
+    assert elapsed_seconds(entry) < 0.8 * render_s
+
+    after = comfy_host.run(_with_render(base, seed=seed + 3, chunk_size=16, steps=2), timeout=600)
+    assert after["status"]["status_str"] == "success"
