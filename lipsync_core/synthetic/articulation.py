@@ -32,8 +32,8 @@ def _t(jaw=0.0, lips_open=0.0, spread=0.0, round=0.0, corner_lift=0.0, lower_tuc
 # viseme -> (target, dominance strength, anticipation tau s, carry-over tau s)
 VISEMES: dict[str, tuple[np.ndarray, float, float, float]] = {
     "rest": (_t(), 1.0, 0.06, 0.05),
-    "PBM": (_t(jaw=0.08, lips_open=-0.6, press=1.0), 8.0, 0.05, 0.035),
-    "FV": (_t(jaw=0.12, lower_tuck=1.0), 5.0, 0.05, 0.035),
+    "PBM": (_t(jaw=0.08, lips_open=-0.6, press=1.0), 4.0, 0.025, 0.02),
+    "FV": (_t(jaw=0.12, lower_tuck=1.0), 3.0, 0.025, 0.02),
     "TH": (_t(jaw=0.22, lips_open=0.2, spread=0.1), 1.5, 0.04, 0.03),
     "TDN": (_t(jaw=0.18, lips_open=0.12, spread=0.22), 0.6, 0.035, 0.03),
     "SZ": (_t(jaw=0.1, lips_open=0.15, spread=0.35), 1.4, 0.04, 0.03),
