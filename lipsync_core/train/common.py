@@ -156,19 +156,19 @@ class LossLog:
         self.path = out_dir / "train_log.jsonl"
         self.t0 = time.perf_counter()
         self.sums: dict[str, float] = {}
-        self.count = 0
+        self.counts: dict[str, int] = {}
         if enabled:
             out_dir.mkdir(parents=True, exist_ok=True)
 
     def add(self, step: int, values: dict[str, float], lr: float) -> dict | None:
         for k, v in values.items():
             self.sums[k] = self.sums.get(k, 0.0) + float(v)
-        self.count += 1
+            self.counts[k] = self.counts.get(k, 0) + 1
         if (step + 1) % self.every and step + 1 != self.total:
             return None
-        row = {"step": step + 1, **{k: s / self.count for k, s in self.sums.items()}, "lr": lr,
+        row = {"step": step + 1, **{k: s / self.counts[k] for k, s in self.sums.items()}, "lr": lr,
                "elapsed_s": round(time.perf_counter() - self.t0, 2)}
-        self.sums, self.count = {}, 0
+        self.sums, self.counts = {}, {}
         if self.enabled:
             with self.path.open("a") as f:
                 f.write(json.dumps(row) + "\n")

@@ -101,6 +101,7 @@ class MotionClip:
     openness: np.ndarray  # (T,)
     wave: np.ndarray
     fps: float
+    spec_extra: dict = field(default_factory=dict)
 
 
 def motion_clips(clips: list[ClipData], mouth: MouthModel) -> list[MotionClip]:
@@ -109,7 +110,7 @@ def motion_clips(clips: list[ClipData], mouth: MouthModel) -> list[MotionClip]:
         a = c.analyse(mouth)
         n = min(len(c), len(c.features))
         out.append(MotionClip(c.key, c.speaker, c.features[:n], a.params[:n].astype(np.float32), c.usable[:n],
-                              c.silence[:n], a.neutral, a.openness[:n], c.wave, c.fps))
+                              c.silence[:n], a.neutral, a.openness[:n], c.wave, c.fps, dict(c.spec.extra)))
     return out
 
 

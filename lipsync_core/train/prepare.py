@@ -67,7 +67,8 @@ def _track_from_landmarks(landmarks: np.ndarray, fps: float, crop_size: int, fra
     n = len(landmarks)
     return FaceTrack(
         fps=fps, frame_size=frame_size, landmarks=landmarks.astype(np.float32), detected=np.ones(n, bool),
-        usable=np.ones(n, bool), crop_transforms=crop_transforms_from_landmarks(landmarks, crop_size).astype(np.float32),
+        usable=np.ones(n, bool),
+        crop_transforms=crop_transforms_from_landmarks(landmarks, crop_size).astype(np.float32),
         rotations=procrustes_align(landmarks).rotation.astype(np.float32), crop_size=crop_size, backend="truth",
     )
 
