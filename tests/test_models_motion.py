@@ -233,3 +233,83 @@ def test_feature_spec_is_checked():
         model.check_feature_spec(FeatureSpec("logmel", 22050, 160, D, {"n_mels": D}))
     with pytest.raises(LipSyncInputError, match="dims"):
         small().check_feature_spec(FeatureSpec("logmel", 16000, 160, D + 1))
+
+
+def _phoneme_style_batch(g, emb, b=16, length=8, n=24, k=6):
+    """Each clip is a new speaker with a random lip shape per phoneme; its reference shows every phoneme.
+
+    Only a model that matches the input's sound to the reference's *audio* and reads the reference's
+    *lips* there can predict the lips (the paper's audio-aware reference).
+    """
+    table = torch.randn(b, k, 13, generator=g)
+    ph = torch.randint(0, k, (b, length), generator=g)
+    ref_ph = (torch.arange(n) % k)[None].expand(b, n)
+    ref_ph = torch.gather(ref_ph, 1, torch.argsort(torch.rand(b, n, generator=g), 1))
+    audio = emb[ph] + 0.05 * torch.randn(b, length, emb.shape[1], generator=g)
+    ref_audio = emb[ref_ph] + 0.05 * torch.randn(b, n, emb.shape[1], generator=g)
+    target = torch.gather(table, 1, ph[..., None].expand(-1, -1, 13))
+    ref_mouth = torch.gather(table, 1, ref_ph[..., None].expand(-1, -1, 13))
+    return audio, ref_audio, ref_mouth, target, ph, ref_ph
+
+
+@pytest.mark.slow
+def test_only_the_audio_aware_reference_learns_a_speakers_style():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: one thread is faster than two fighting over a shared CPU
+    try:
+        _learn_speaker_styles()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _learn_speaker_styles():
+    errors, attention_on_same_sound = {}, None
+    for mode in ("audio_aware", "lip_only", "none"):
+        torch.manual_seed(0)
+        g = torch.Generator().manual_seed(1)
+        emb = torch.randn(6, 8, generator=g)
+        model = LipMotionTransformer(
+            audio_dim=8,
+            d_model=32,
+            num_heads=4,
+            decoder_layers=2,
+            audio_encoder_layers=1,
+            lip_encoder_layers=1,
+            ff_dim=64,
+            dropout=0.0,
+            reference_dropout=0.0,
+            reference_mode=mode,
+            window=1,
+        )
+        opt = torch.optim.Adam(model.parameters(), 2e-3)
+        for _ in range(300):
+            audio, ref_audio, ref_mouth, target, _, _ = _phoneme_style_batch(g, emb)
+            loss, _ = motion_loss(model.forward_clips(audio, ref_audio, ref_mouth), target, None)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        audio, ref_audio, ref_mouth, target, ph, ref_ph = _phoneme_style_batch(torch.Generator().manual_seed(99), emb)
+        with torch.no_grad():
+            pred, attn = model.forward_clips(audio, ref_audio, ref_mouth, return_attention=True)
+        errors[mode] = (pred - target).abs().mean().item()
+        if mode == "audio_aware":
+            same = (ph[..., None] == ref_ph[:, None, :]).float()  # [B, L, n]
+            attention_on_same_sound = (attn * same).sum(-1).mean().item()
+    # Speakers' lip shapes are N(0, 1): predicting the mean gives an L1 error of about 0.8.
+    assert errors["audio_aware"] < 0.25, errors
+    assert errors["lip_only"] > 0.5 and errors["none"] > 0.5, errors
+    assert attention_on_same_sound > 0.7  # it looks up the reference frames that sound the same
+
+
+def test_forward_clips_with_real_context_matches_windows_of_the_long_clip():
+    model = small()
+    audio = torch.randn(2, 30, D)
+    _, ra, rm = data(b=2)
+    out = model.forward_clips(audio, ra, rm, audio_has_context=True)  # frames 5..24 of each clip
+    assert out.shape == (2, 20, 13)
+    windows = model.make_windows(audio[1])[5:25]
+    direct = model(windows, ra[1:2], rm[1:2])
+    torch.testing.assert_close(out[1], direct, atol=1e-5, rtol=1e-5)
+    with pytest.raises(LipSyncInputError, match="reference batch"):
+        model(windows[:4], ra, rm)

@@ -105,7 +105,8 @@ def load_model(
         raise WeightsFileError(f"{path}: tensor data does not match its checksum; the file is corrupted, re-copy it.")
     model.load_state_dict(wf.tensors, strict=True)
     model.eval()
-    return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
+    # nn.Module.to: diffusers' ModelMixin.to warns about fp32 modules on every dtype cast, even with none listed.
+    return nn.Module.to(model, device=device, dtype=dtype) if dtype is not None else nn.Module.to(model, device=device)
 
 
 def _short(exc: BaseException) -> str:

@@ -314,7 +314,8 @@ class LipMotionTransformer(ModelMixin, ConfigMixin):
         ``drop_reference`` [B] bool forces the no-reference path per sample; in training mode it is
         drawn with probability ``reference_dropout`` when not given. ``reference`` is a precomputed
         :class:`ReferenceMemory` (skips the encoders). The returned attention is the last decoder
-        block's cross-attention for the middle token, averaged over heads; rows sum to 1.
+        block's cross-attention for the middle token, averaged over heads; rows sum to 1 (0 for
+        samples whose reference was dropped).
         """
         self._check_windows(audio_windows)
         b = audio_windows.shape[0]
@@ -324,8 +325,10 @@ class LipMotionTransformer(ModelMixin, ConfigMixin):
         if not self.uses_reference:
             memory = None
         g = 1 if memory is None else memory.keys.shape[0]
-        if b % g:
-            raise LipSyncInputError(f"reference batch {g} does not divide the window batch {b}; give 1 or {b}.")
+        if g not in (1, b):
+            raise LipSyncInputError(
+                f"reference batch is {g} for {b} windows; give one reference (1) or one per window ({b})."
+            )
         if memory is not None and drop_reference is None and self.training and self.config.reference_dropout > 0:
             drop_reference = torch.rand(g, device=audio_windows.device) < self.config.reference_dropout
         if memory is not None and drop_reference is not None and drop_reference.numel() != g:
@@ -363,14 +366,21 @@ class LipMotionTransformer(ModelMixin, ConfigMixin):
         ref_padding_mask: torch.Tensor | None = None,
         drop_reference: torch.Tensor | None = None,
         return_attention: bool = False,
+        audio_has_context: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         """Training helper: audio [B, L, D] with one reference per clip -> params [B, L, 13] (with gradients).
 
-        Every frame's window is built inside its clip (edge-replicated); the B references are encoded once.
+        Every frame's window is built inside its clip (edge-replicated), or, with ``audio_has_context``,
+        audio is [B, L + 2w, D] with w real frames of context on each side (as at inference inside a
+        long clip). The B references are encoded once.
         """
+        w = self.config.window
         if audio.dim() != 3 or audio.shape[-1] != self.config.audio_dim:
             raise LipSyncInputError(f"audio has shape {tuple(audio.shape)}; expected [B, L, {self.config.audio_dim}].")
-        b, length, _ = audio.shape
+        if audio_has_context and audio.shape[1] <= 2 * w:
+            raise LipSyncInputError(f"audio has {audio.shape[1]} frames; with context it needs more than 2w = {2 * w}.")
+        b = audio.shape[0]
+        length = audio.shape[1] - (2 * w if audio_has_context else 0)
         memory = None
         if self.uses_reference and ref_mouth is not None:
             memory = self.encode_reference(ref_audio, ref_mouth, ref_padding_mask)
@@ -378,7 +388,10 @@ class LipMotionTransformer(ModelMixin, ConfigMixin):
                 raise LipSyncInputError(f"one reference per clip is needed: got {memory.keys.shape[0]} for {b} clips.")
             if drop_reference is None and self.training and self.config.reference_dropout > 0:
                 drop_reference = torch.rand(b, device=audio.device) < self.config.reference_dropout
-        windows = self.make_windows(audio)  # [B, L, 2w+1, D]
+        if audio_has_context:
+            windows = audio.unfold(1, 2 * w + 1, 1).transpose(-1, -2)  # [B, L, 2w+1, D]
+        else:
+            windows = self.make_windows(audio)
         if memory is None:
             windows = windows.reshape(1, b * length, *windows.shape[2:])
         params, attn = self._decode(windows, memory, drop_reference, return_attention)
@@ -394,13 +407,14 @@ class LipMotionTransformer(ModelMixin, ConfigMixin):
         ref_mouth: torch.Tensor | np.ndarray | None = None,
         style_strength: float = 1.0,
         return_attention: bool = False,
-        batch_size: int | None = None,
+        batch_size: int | None = 4096,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Every frame of a clip in batched calls: audio [T, D] -> (params [T, 13], attention [T, n] | None).
 
         The reference encoders run once. ``style_strength`` s blends m_none + s * (m_ref - m_none):
-        0 = the generic style (no reference), 1 = the reference's. ``batch_size`` bounds memory
-        (windows per call); the result does not depend on it. Runs in eval mode, without gradients.
+        0 = the generic style (no reference), 1 = the reference's. ``batch_size`` windows go through
+        the decoder at a time, so memory is bounded by it, not by the clip's length (None = all at
+        once); the result does not depend on it. Runs in eval mode, without gradients.
         """
         device, dtype = self.window_conv.weight.device, self.window_conv.weight.dtype
         audio_t = _as_tensor(audio, "audio", device, dtype)
