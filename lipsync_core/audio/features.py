@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..types import AudioFeatures, FeatureSpec, LipSyncInputError
-from .io import TARGET_RATE, duration_frames
+from .io import TARGET_RATE, audio_to_mono, duration_frames
 
 # Log-mel settings (16 kHz): 25 ms windows every 10 ms, 80 mel bands 55..7600 Hz.
 N_FFT = 512
@@ -60,7 +60,9 @@ def frame_centres(num_frames: int, fps: float) -> np.ndarray:
     return (np.arange(num_frames, dtype=np.float64) + 0.5) / float(fps)
 
 
-def _check_wave(wave: np.ndarray, name: str) -> np.ndarray:
+def _check_wave(wave, name: str) -> np.ndarray:
+    if isinstance(wave, Mapping):  # a ComfyUI AUDIO given directly
+        wave = audio_to_mono(wave, TARGET_RATE, name=name)
     wave = np.asarray(wave, dtype=np.float32)
     if wave.ndim != 1:
         raise LipSyncInputError(f"{name}: expected mono samples (N,), got shape {wave.shape}; use audio_to_mono first.")
@@ -128,7 +130,7 @@ def sample_sequence(seq: np.ndarray, seq_times: np.ndarray, times: np.ndarray, f
 
 
 def compute_features(
-    wave: np.ndarray,
+    wave: np.ndarray | Mapping,
     fps: float,
     num_frames: int | None = None,
     kind: str = "logmel",
@@ -139,7 +141,7 @@ def compute_features(
     with_silence: bool = True,
     name: str = "audio",
 ) -> AudioFeatures:
-    """16 kHz mono samples -> AudioFeatures (num_frames, D) aligned to a video at ``fps``.
+    """16 kHz mono samples (or a ComfyUI AUDIO) -> AudioFeatures (num_frames, D) aligned to a video at ``fps``.
 
     kind: "logmel" (weight-free, default) or a learned kind ("wav2vec2", "hubert", ...) computed by
     ``encoder`` (a :class:`SpeechEncoder` loaded from a local folder).
@@ -175,7 +177,7 @@ def compute_features(
 
 
 def detect_silence(
-    wave: np.ndarray,
+    wave: np.ndarray | Mapping,
     fps: float,
     num_frames: int | None = None,
     sample_rate: int = TARGET_RATE,
