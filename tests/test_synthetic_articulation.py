@@ -28,8 +28,9 @@ def test_bilabials_close_and_open_vowels_open():
     at = lambda k: int(round((k + 0.5) * 0.12 * fps))  # noqa: E731
     for k in (1, 3, 5):  # p, p, m
         assert gap[at(k)] < 0.12, (k, gap[at(k)])
-    for k in (2, 4):  # 'a
-        assert gap[at(k)] > 0.5, (k, gap[at(k)])
+    for k in (2, 4):  # 'a: opens wide within its span
+        span = gap[int(k * 0.12 * fps): int((k + 1) * 0.12 * fps)]
+        assert span.max() > 0.5, (k, span.max())
     assert tr[0, JAW] < 0.05 and tr[-1, JAW] < 0.05  # rest at both ends
 
 

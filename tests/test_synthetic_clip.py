@@ -10,13 +10,17 @@ import numpy as np
 import pytest
 
 from lipsync_core.synthetic.clip import generate_clip, make_speakers
-from lipsync_core.synthetic.io import read_truth, read_video, write_clip
+from lipsync_core.synthetic.identity import face_mesh_available
+from lipsync_core.synthetic.io import list_clips, read_truth, read_video, write_clip
 from lipsync_core.synthetic.sync_check import audio_envelope, best_lag
 from lipsync_core.synthetic.tts import espeak_available
 from lipsync_core.synthetic.validate import detect_landmarks, lip_error, style_separation
 from lipsync_core.types import LipSyncInputError
 
-pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeakng-loader (training extra) not installed")
+pytestmark = [
+    pytest.mark.skipif(not espeak_available(), reason="espeakng-loader (training extra) not installed"),
+    pytest.mark.skipif(not face_mesh_available(), reason="MediaPipe legacy face mesh not available"),
+]
 
 SENTENCE = "Maybe we should move the purple boat."
 
@@ -102,7 +106,7 @@ def test_files_round_trip_and_cli_is_byte_identical(tmp_path, clip):
     paths = write_clip(clip, tmp_path, "c0")
     frames, fps = read_video(paths["mp4"])
     assert fps == 25.0 and frames.shape == clip.frames.shape
-    assert np.abs(frames.astype(int) - clip.frames).mean() < 4  # H.264 at crf 20
+    assert np.abs(frames.astype(int) - clip.frames).mean() < 6  # H.264 at crf 20 (veryfast)
     truth = read_truth(paths["truth"])
     assert np.abs(truth["landmarks"] - clip.landmarks).max() <= 1 / 128
     meta = json.loads(paths["json"].read_text())
@@ -114,13 +118,35 @@ def test_files_round_trip_and_cli_is_byte_identical(tmp_path, clip):
         assert [s.type for s in f.streams] == ["video", "audio"]
         assert f.streams.audio[0].codec_context.name == "aac"
 
-    outs = []
-    for name in ("a", "b"):
-        cmd = [sys.executable, "-m", "lipsync_core.synthetic", "--out", str(tmp_path / name), "--speakers", "1",
-               "--clips", "1", "--seed", "3", "--size", "96", "--sentences-per-clip", "1"]
-        subprocess.run(cmd, check=True, capture_output=True)
-        outs.append(sorted(p for p in (tmp_path / name).rglob("*") if p.is_file()))
+    # the CLI in this process and in a fresh one write the same bytes
+    from lipsync_core.synthetic.cli import main
+
+    args = ["--speakers", "1", "--clips", "1", "--seed", "3", "--size", "96", "--sentences-per-clip", "1"]
+    assert main(["--out", str(tmp_path / "a"), *args]) == 0
+    subprocess.run([sys.executable, "-m", "lipsync_core.synthetic", "--out", str(tmp_path / "b"), *args],
+                   check=True, capture_output=True)
+    outs = [sorted(p for p in (tmp_path / name).rglob("*") if p.is_file()) for name in ("a", "b")]
     assert [p.name for p in outs[0]] == [p.name for p in outs[1]]
     assert len(outs[0]) == 6  # speakers.json, manifest.json, mp4, wav, json, truth.npz
     for p, q in zip(*outs, strict=True):
         assert p.read_bytes() == q.read_bytes(), p.name
+    rows = list_clips(tmp_path / "a")
+    assert len(rows) == 1 and all(rows[0][k].is_file() for k in ("video", "wav", "json", "truth"))
+    with pytest.raises(LipSyncInputError, match="manifest"):
+        list_clips(tmp_path)
+
+
+def test_blinks_close_the_eyes_and_stay_detectable(speakers):
+    from lipsync_core.synthetic.rig import blink_curve
+
+    curve = blink_curve(np.random.default_rng(0), 250, 25.0)  # 10 s
+    starts = np.flatnonzero((curve[1:] > 0.5) & (curve[:-1] <= 0.5))
+    assert 1 <= len(starts) <= 6 and curve.max() > 0.85
+    text = "Why did Bob move my yellow balloon? Oh, we will paint the boat by the river."
+    c = generate_clip(speakers[1], text, seed=4, size=160)
+    k = int(np.argmax(c.blink))
+    assert c.blink[k] > 0.8
+    lid = np.linalg.norm(c.landmarks[:, 159, :2] - c.landmarks[:, 145, :2], axis=-1)  # right eye, upper-lower lid
+    assert lid[k] < 0.3 * np.median(lid)
+    det, found = detect_landmarks(c.frames[[k]])
+    assert found.all()

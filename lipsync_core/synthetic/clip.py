@@ -13,7 +13,7 @@ from ..types import LipSyncInputError
 from .articulation import CHANNELS, SpeakerStyle, articulation_track
 from .identity import PHOTOS, Identity, IdentitySpec, canvas_size, make_identity
 from .render import MeshWarp, draw_mouth_interior, similarity, smooth_noise
-from .rig import FaceFrame, inter_ocular
+from .rig import FaceFrame, blink_curve, inter_ocular
 from .tts import Phoneme, Voice, synthesize
 
 VOICE_VARIANTS = ("m1", "m2", "m3", "m4", "m6", "m7", "f1", "f2", "f3", "f4", "")
@@ -82,7 +82,8 @@ class PuppetClip:
     frames: (T, H, W, 3) uint8 RGB; audio: (S,) float32 mono at sample_rate;
     landmarks: (T, 478, 3) float32 ground-truth mesh in output pixels (z scaled like x);
     articulation: (T, len(CHANNELS)) float32 the styled mouth channels that drove the mesh;
-    head: (T, 4) float32 head motion (roll deg, scale, tx px, ty px); phonemes: the speech timeline.
+    head: (T, 4) float32 head motion (roll deg, scale, tx px, ty px); phonemes: the speech timeline;
+    blink: (T,) float32 eyelid closure (0 open, 1 shut).
     """
 
     frames: np.ndarray
@@ -97,6 +98,7 @@ class PuppetClip:
     speaker: Speaker
     style: SpeakerStyle  # the rendition's style (the speaker's plus small per-clip variation)
     seed: int
+    blink: np.ndarray  # (T,) eyelid closure 0..1
 
     @property
     def n_frames(self) -> int:
@@ -131,7 +133,7 @@ def render_frames(identity: Identity, meshes: np.ndarray, head: np.ndarray, size
     """Frames (T, size, size, 3) and output-pixel meshes (T, 478, 3) for canvas meshes and head motion."""
     t_count = len(meshes)
     c = canvas_size(size)
-    src_pts = np.concatenate([identity.mesh[:, :2], identity.anchors])
+    src_pts = np.concatenate([identity.warp_source, identity.anchors])
     anchors = np.broadcast_to(identity.anchors, (t_count, *identity.anchors.shape))
     warp = MeshWarp(src_pts, identity.triangles, np.concatenate([meshes[..., :2], anchors], axis=1), (c, c))
     source = np.clip(identity.image.astype(np.float32) * lighting, 0, 255).astype(np.uint8)
@@ -193,6 +195,8 @@ def generate_clip(
     if audio_delay_frames:
         track = np.concatenate([np.repeat(track[:1], audio_delay_frames, 0), track[:-audio_delay_frames]])
     meshes = identity.rig.landmarks(track, style.asymmetry)
+    blink = blink_curve(rng, n, fps)
+    meshes += blink[:, None, None] * identity.blink[None]
     motion = smooth_noise(rng, n, fps, 4) * head_motion
     head = np.stack([3.0 * motion[:, 0], 1.0 + 0.03 * motion[:, 1], 0.03 * size * motion[:, 2],
                      0.03 * size * motion[:, 3]], axis=1).astype(np.float32)
@@ -200,7 +204,7 @@ def generate_clip(
     flicker = (1.0 + 0.02 * smooth_noise(rng, n, fps, 1, freqs=(0.3, 1.5))[:, 0]).astype(np.float32)
     frames, out_meshes = render_frames(identity, meshes, head, int(size), lighting, flicker)
     return PuppetClip(frames, speech.audio, speech.sample_rate, float(fps), out_meshes.astype(np.float32),
-                      track.astype(np.float32), head, speech.phonemes, sentence, speaker, style, seed)
+                      track.astype(np.float32), head, speech.phonemes, sentence, speaker, style, seed, blink)
 
 
 __all__ = ["CHANNELS", "FaceFrame", "PuppetClip", "Speaker", "generate_clip", "make_speakers", "mouth_geometry"]

@@ -20,7 +20,7 @@ import numpy as np
 from ..face.topology import FACE_OVAL, LEFT_EYE, LIPS, NOSE, RIGHT_EYE
 from ..types import LipSyncInputError
 from .render import MeshWarp, border_anchors, triangulate, warp_image
-from .rig import FaceFrame, MouthRig, closed_neutral
+from .rig import INNER_PAIRS, FaceFrame, MouthRig, blink_field, closed_neutral
 
 N_MORPH = 7  # face width, jaw width, chin length, eye size, nose width, mouth width, lip thickness
 
@@ -88,10 +88,28 @@ class Identity:
     anchors: np.ndarray  # (B, 2) fixed border points
     triangles: np.ndarray  # (K, 3) over mesh + anchors
     lip_rgb: np.ndarray  # (3,) mean lip colour (the cavity is drawn as a dark shade of it)
+    blink: np.ndarray  # (478, 3) displacement that shuts both eyes
+    warp_source: np.ndarray  # (478, 2) where the warp samples the photo: ``mesh`` with the inner lips pulled
+    # into the lip body where the photo's mouth is open, so a closed lip line shows lip, not teeth or gap
+
+
+def face_mesh_available() -> bool:
+    """True when MediaPipe's legacy face mesh (bundled model) can be used (mediapipe <= 0.10.21, Python <= 3.12)."""
+    try:
+        import mediapipe as mp
+
+        return hasattr(mp, "solutions") and hasattr(mp.solutions, "face_mesh")
+    except ImportError:
+        return False
 
 
 @functools.lru_cache(maxsize=1)
 def _face_mesh():
+    if not face_mesh_available():
+        raise LipSyncInputError(
+            "the puppet world needs MediaPipe's legacy face mesh (mediapipe==0.10.14 on Python <= 3.12); "
+            "install it from requirements.txt"
+        )
     import mediapipe as mp
 
     return mp.solutions.face_mesh.FaceMesh(
@@ -210,4 +228,11 @@ def make_identity(spec: IdentitySpec, size: int) -> Identity:
 
     cv2.fillPoly(lip_mask, [np.round(mesh[list(LIPS_OUTER), :2]).astype(np.int32)], 1)
     lip_rgb = canvas[lip_mask > 0].reshape(-1, 3).mean(0) if lip_mask.any() else np.array([150.0, 80, 80])
-    return Identity(spec, canvas, mesh, neutral, rig, anchors, triangles, lip_rgb.astype(np.float32))
+    warp_source = mesh[:, :2].copy()
+    up, lo = [p[0] for p in INNER_PAIRS], [p[1] for p in INNER_PAIRS]
+    gap = (mesh[lo, :2] - mesh[up, :2]) @ rig.frame.ey
+    pull = np.clip(gap / 2.0, 0.0, 0.006 * size)[:, None] * rig.frame.ey
+    warp_source[up] -= pull
+    warp_source[lo] += pull
+    return Identity(spec, canvas, mesh, neutral, rig, anchors, triangles, lip_rgb.astype(np.float32),
+                    blink_field(neutral), warp_source.astype(np.float32))

@@ -15,6 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import soundfile as sf
 from av.codec.context import Flags
@@ -30,14 +31,36 @@ def _fps_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
-def encode_mp4(frames: np.ndarray, fps: float, audio: np.ndarray | None, sample_rate: int, crf: int = 20) -> bytes:
+def _yuv_frame(rgb: np.ndarray) -> av.VideoFrame:
+    """RGB -> yuv420p (BT.601, limited range) by OpenCV, every byte of the frame written.
+
+    Handing rgb24 to PyAV lets swscale convert into a frame whose row padding is left uninitialised,
+    and the encoded bytes then depend on what the process did before; this way they do not.
+    """
+    h, w = rgb.shape[:2]
+    yuv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
+    frame = av.VideoFrame(w, h, "yuv420p")
+    planes = (yuv[:h].reshape(h, w), yuv[h:h + h // 4].reshape(h // 2, w // 2),
+              yuv[h + h // 4:].reshape(h // 2, w // 2))
+    for plane, data in zip(frame.planes, planes, strict=True):
+        buf = np.zeros((plane.height, plane.line_size), np.uint8)
+        buf[:, : data.shape[1]] = data
+        plane.update(buf)
+    return frame
+
+
+def encode_mp4(
+    frames: np.ndarray, fps: float, audio: np.ndarray | None, sample_rate: int, crf: int = 20, preset: str = "veryfast"
+) -> bytes:
     """H.264 + AAC mp4 bytes; single-threaded and bit-exact flags, so the same input gives the same bytes."""
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4", options={"fflags": "+bitexact"}) as out:
         vs = out.add_stream("libx264", rate=_fps_fraction(fps))
         vs.width, vs.height = int(frames.shape[2]), int(frames.shape[1])
         vs.pix_fmt = "yuv420p"
-        vs.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
+        # mbtree off: with it, libx264 (as bundled with PyAV) gave different bytes for the same frames depending
+        # on what the process had allocated before (uninitialised memory in its lookahead); off, it is exact
+        vs.options = {"crf": str(crf), "preset": preset, "threads": "1", "x264-params": "mbtree=0"}
         vs.codec_context.thread_count = 1
         vs.codec_context.flags |= Flags.bitexact
         astream = None
@@ -46,8 +69,11 @@ def encode_mp4(frames: np.ndarray, fps: float, audio: np.ndarray | None, sample_
             astream.layout = "mono"
             astream.bit_rate = 64000
             astream.codec_context.flags |= Flags.bitexact
-        for frame in frames:
-            for packet in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+        rate = _fps_fraction(fps)
+        for k, frame in enumerate(frames):
+            vf = _yuv_frame(frame)
+            vf.pts, vf.time_base = k, 1 / rate
+            for packet in vs.encode(vf):
                 out.mux(packet)
         for packet in vs.encode():
             out.mux(packet)
@@ -101,7 +127,7 @@ def write_clip(clip: PuppetClip, directory: str | Path, clip_id: str) -> dict[st
     buf = io.BytesIO()
     # landmarks rounded to 1/64 px: far below any tracker's error, and the file compresses to about half
     landmarks = (np.round(clip.landmarks * 64.0) / 64.0).astype(np.float32)
-    np.savez_compressed(buf, landmarks=landmarks, articulation=clip.articulation, head=clip.head,
+    np.savez_compressed(buf, landmarks=landmarks, articulation=clip.articulation, head=clip.head, blink=clip.blink,
                         **{f"mouth_{k}": v for k, v in geometry.items()})
     paths["truth"].write_bytes(buf.getvalue())
     return paths
@@ -123,3 +149,19 @@ def read_video(path: str | Path) -> tuple[np.ndarray, float]:
         fps = float(stream.average_rate)
         frames = np.stack([f.to_ndarray(format="rgb24") for f in inp.decode(stream)])
     return frames, fps
+
+
+def list_clips(directory: str | Path) -> list[dict]:
+    """Every clip of a generated dataset: manifest rows with absolute ``video``, ``wav``, ``json``, ``truth`` paths."""
+    root = Path(directory)
+    manifest = root / "manifest.json"
+    if not manifest.exists():
+        raise LipSyncInputError(
+            f"{root} has no manifest.json; give a folder written by python -m lipsync_core.synthetic"
+        )
+    rows = []
+    for row in json.loads(manifest.read_text())["clips"]:
+        base = root / row["speaker_id"] / row["clip_id"]
+        rows.append({**row, "video": base.with_suffix(".mp4"), "wav": base.with_suffix(".wav"),
+                     "json": base.with_suffix(".json"), "truth": Path(f"{base}.truth.npz")})
+    return rows

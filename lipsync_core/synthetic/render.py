@@ -77,7 +77,7 @@ class MeshWarp:
         # their affine maps a line onto a large source area and would speckle the lip line.
         proper = np.nonzero(area > 1.0)[0]
         for k in proper:
-            cv2.polylines(ids, [fixed[k]], True, int(k), thickness=1, lineType=cv2.LINE_8, shift=4)
+            cv2.polylines(ids, [fixed[k]], True, int(k), thickness=2, lineType=cv2.LINE_8, shift=4)
         for k in proper:
             cv2.fillConvexPoly(ids, fixed[k], int(k), lineType=cv2.LINE_8, shift=4)
         return ids
@@ -140,9 +140,20 @@ def draw_mouth_interior(
     upper = inner[[15, 16, 17, 18, 19, 0, 1, 2, 3, 4, 5]]  # corner 78 -> centre 13 -> corner 308
     lower = inner[[15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5]]  # corner 78 -> centre 14 -> corner 308
     opening = float(np.max(np.abs((lower - upper)[1:-1] @ frame_axes.ey)))
-    if opening < 0.6:
-        return
     h, w = frame.shape[:2]
+    if opening < 0.6:  # closed: a soft, darker line where the lips meet (hides the seam of the two warped lips)
+        line = np.round(0.5 * (upper + lower) * 8).astype(np.int32)
+        x0, y0 = np.maximum(np.floor(inner.min(0)).astype(int) - 2, 0)
+        x1, y1 = np.minimum(np.ceil(inner.max(0)).astype(int) + 3, (w, h))
+        if x1 <= x0 or y1 <= y0:
+            return
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.polylines(mask, [line - np.array([x0, y0]) * 8], False, 255, thickness=1, lineType=cv2.LINE_AA, shift=3)
+        alpha = (mask.astype(np.float32) / 255.0 * 0.35)[..., None]
+        region = frame[y0:y1, x0:x1].astype(np.float32)
+        lip_line = np.asarray(cavity_rgb, np.float32) * 1.8
+        frame[y0:y1, x0:x1] = np.clip(region * (1 - alpha) + lip_line * alpha + 0.5, 0, 255).astype(np.uint8)
+        return
     x0, y0 = np.floor(inner.min(0)).astype(int) - 2
     x1, y1 = np.ceil(inner.max(0)).astype(int) + 3
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)

@@ -134,3 +134,52 @@ def closed_neutral(mesh: np.ndarray) -> np.ndarray:
     track = np.zeros((1, N_CHANNELS), np.float32)
     track[0, 1] = -gap / 0.36 - 0.05  # lips_open moves each inner lip 0.18 w per unit; overshoot, then clamp
     return rig.landmarks(track)[0]
+
+
+# Eyelids (MediaPipe eye contours), corners first; the iris rings follow their eye.
+_EYES = (
+    ((33, 133), (246, 161, 160, 159, 158, 157, 173), (7, 163, 144, 145, 153, 154, 155), tuple(range(468, 473))),
+    ((263, 362), (466, 388, 387, 386, 385, 384, 398), (249, 390, 373, 374, 380, 381, 382), tuple(range(473, 478))),
+)
+
+
+def blink_field(neutral: np.ndarray) -> np.ndarray:
+    """(478, 3) displacement that closes both eyes (the lids meet just above the lower lid); scale by 0..1.
+
+    Every lid and iris point moves along the face's vertical axis towards the meeting line, an affine squeeze
+    per column, so no triangle of the warp folds; the eyelid skin above stretches down over the eye.
+    """
+    f = FaceFrame.of(neutral)
+    u, v = f.local(neutral)
+    field = np.zeros_like(np.asarray(neutral, np.float64))
+
+    def curve(ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(u[ids])
+        return u[ids][order], v[ids][order]
+
+    for corners, upper, lower, iris in _EYES:
+        up_u, up_v = curve(list(corners + upper))
+        lo_u, lo_v = curve(list(corners + lower))
+        moving = list(upper) + list(lower) + list(iris)
+        v_up = np.interp(u[moving], up_u, up_v)
+        v_lo = np.interp(u[moving], lo_u, lo_v)
+        meet = v_lo - 0.15 * (v_lo - v_up)
+        field[moving, :2] = ((meet - v[moving]) * f.w)[:, None] * f.ey
+    return field.astype(np.float32)
+
+
+def blink_curve(rng: np.random.Generator, n_frames: int, fps: float) -> np.ndarray:
+    """(n_frames,) eyelid closure 0..1: blinks every ~3.5 s (exponential gaps), 120-220 ms, fast close, slow open."""
+    t = np.arange(n_frames) / fps
+    out = np.zeros(n_frames)
+    start = rng.uniform(0.3, 2.5)
+    end = n_frames / fps
+    while start < end:
+        dur, depth = rng.uniform(0.12, 0.22), rng.uniform(0.85, 1.0)
+        x = (t - start) / dur
+        close = np.clip(x / 0.35, 0, 1)
+        reopen = np.clip((x - 0.35) / 0.65, 0, 1)
+        shape = np.where(x < 0.35, _smooth_clip(close), 1 - _smooth_clip(reopen))
+        out = np.maximum(out, depth * np.where((x >= 0) & (x <= 1), shape, 0.0))
+        start += dur + max(rng.exponential(3.3), 0.8)
+    return out.astype(np.float32)

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     report["lip"] = {k: float(np.nanmean([e[k] for e in errs])) for k in errs[0]}
 
     # style separation: speakers i and i+1 on the same sentence; speaker i twice with other head motion/lighting
-    sep_truth, sep_det, sep_style_only = [], [], []
+    sep_truth, sep_det, sep_style_only, sep_style_only_truth = [], [], [], []
     for i in range(0, len(speakers) - 1, 2):
         a1 = clips[i]
         a2 = generate_clip(speakers[i], sentences[0], seed=900 + i, size=args.size)
@@ -166,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         other = dataclasses.replace(speakers[i], style=speakers[i + 1].style)
         b_style = generate_clip(other, sentences[0], seed=100 + i, size=args.size)
         sep_style_only.append(style_separation((a1, a2), b_style, detected=True))
-    for name, rows in (("truth", sep_truth), ("detected", sep_det), ("detected_style_only", sep_style_only)):
+        sep_style_only_truth.append(style_separation((a1, a2), b_style))
+    for name, rows in (("truth", sep_truth), ("detected", sep_det), ("truth_style_only", sep_style_only_truth),
+                       ("detected_style_only", sep_style_only)):
         report[f"style_{name}"] = {
             "within_mean": float(np.mean([r["within"] for r in rows])),
             "between_mean": float(np.mean([r["between"] for r in rows])),
