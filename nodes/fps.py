@@ -40,10 +40,36 @@ def fps_of(value: Any) -> float | None:
             if fps is not None:
                 return fps
         return None
+    if type(value).__name__ == "VideoFromFile":  # core VIDEO from a file: read the header, decode nothing
+        fps = _file_video_fps(value)
+        if fps is not None:
+            return fps
     get_components = getattr(value, "get_components", None)  # comfy_api VideoInput (core VIDEO)
     if callable(get_components):
         return _positive(getattr(get_components(), "frame_rate", None))
-    return _positive(getattr(value, "frame_rate", None)) or _positive(getattr(value, "fps", None))
+    for attr in ("frame_rate", "fps"):
+        fps = _positive(getattr(value, attr, None))
+        if fps is not None:
+            return fps
+    return _positive(value) if hasattr(value, "__float__") else None  # e.g. a 0-dim tensor
+
+
+def _file_video_fps(video: Any) -> float | None:
+    """The stream's frame rate from the container header (VideoFromFile.get_components decodes every frame)."""
+    try:
+        import av
+
+        source = video.get_stream_source()
+        if hasattr(source, "seek"):
+            source.seek(0)
+        with av.open(source) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+        if hasattr(source, "seek"):
+            source.seek(0)
+        return _positive(rate)
+    except Exception:  # noqa: BLE001 - fall back to decoding through get_components
+        return None
 
 
 def resolve_fps(*candidates: tuple[str, Any]) -> float:

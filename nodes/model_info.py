@@ -16,6 +16,7 @@ from typing import Any
 from ._core import weights
 from .comfy_host import CATEGORY, MODEL_FOLDER, model_filenames, model_folder_paths, resolve_model_path
 from .model_cache import MODEL_CACHE, file_key
+from .ui_payload import TEXT_KEY
 
 ALL_FILES = "(all files)"
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
@@ -146,7 +147,7 @@ class StyleLipSyncModelInfo:
             folders = ", ".join(model_folder_paths()) or "models/stylelipsync"
             report = f"No .safetensors files in {folders}."
         details = json.dumps(infos, indent=1, sort_keys=True)
-        return {"ui": {"stylelipsync_text": [report]}, "result": (report, details)}
+        return {"ui": {TEXT_KEY: [report]}, "result": (report, details)}
 
 
 NODE_CLASS_MAPPINGS = {"StyleLipSyncModelInfo": StyleLipSyncModelInfo}

@@ -191,13 +191,42 @@ SAMPLE_CALLS: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
 """Node id -> inputs to run it with (small, real data). Every node needs one."""
 
 
+def global_state() -> dict[str, Any]:
+    """Process-wide settings a node must leave as it found them (ComfyUI and other packs share them)."""
+    import logging
+    import os
+    import sys
+    import tempfile
+    import warnings
+
+    import numpy as np
+
+    return {
+        "environ": dict(os.environ),
+        "sys.path": list(sys.path),
+        "tempdir": tempfile.tempdir,
+        "cwd": os.getcwd(),
+        "torch.default_dtype": torch.get_default_dtype(),
+        "torch.num_threads": torch.get_num_threads(),
+        "torch.grad_enabled": torch.is_grad_enabled(),
+        "torch.deterministic": torch.are_deterministic_algorithms_enabled(),
+        "torch.matmul_precision": torch.get_float32_matmul_precision(),
+        "numpy.seterr": np.geterr(),
+        "warnings.filters": len(warnings.filters),
+        "logging.root": (logging.getLogger().level, len(logging.getLogger().handlers)),
+    }
+
+
 @pytest.mark.parametrize("node_id", NODE_IDS)
 def test_outputs_match_return_types(node_id, tmp_path):
     cls = NODE_CLASS_MAPPINGS[node_id]
     assert node_id in SAMPLE_CALLS, f"{node_id}: add a sample call to SAMPLE_CALLS"
     for kwargs in SAMPLE_CALLS[node_id](tmp_path):
+        before = global_state()
         result = getattr(cls(), cls.FUNCTION)(**kwargs)
         assert check_result(cls, result) == []
+        after = global_state()
+        assert {k: v for k, v in after.items() if before[k] != v} == {}, f"{node_id} changed global state"
 
 
 # ---------------------------------------------------------------------------- pack-wide rules
@@ -237,3 +266,56 @@ def test_example_workflows_exist_with_thumbnails():
     assert files, "no example workflow"
     for path in files:
         assert path.with_suffix(".jpg").is_file(), f"{path.name}: the template browser wants {path.stem}.jpg"
+
+
+OPTIONAL_MODULES = (
+    "mediapipe", "insightface", "onnxruntime", "transformers", "diffusers", "xformers", "cv2", "librosa",
+    "soundfile", "av", "scipy", "skimage", "espeakng_loader", "tqdm",
+)  # fmt: skip
+"""Everything but torch, numpy and safetensors: the pack must import without any of them."""
+
+_BLOCKED_IMPORT = """
+import importlib.abc, sys
+BLOCKED = set(sys.argv[1].split(","))
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
+        return None
+sys.meta_path.insert(0, Block())
+import os, tempfile, torch
+before = (dict(os.environ), list(sys.path), tempfile.tempdir, torch.get_num_threads(), torch.get_default_dtype())
+import nodes
+after = (dict(os.environ), list(sys.path), tempfile.tempdir, torch.get_num_threads(), torch.get_default_dtype())
+assert before == after, "importing the pack changed process-wide state"
+assert nodes.NODE_CLASS_MAPPINGS
+print(sorted(nodes.NODE_CLASS_MAPPINGS))
+"""
+
+
+def test_pack_imports_without_optional_dependencies():
+    """A missing optional package must never break ComfyUI's import of the pack (the node using it says so),
+    and importing it leaves the environment, sys.path, temp dir and torch settings alone."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _BLOCKED_IMPORT, ",".join(OPTIONAL_MODULES)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert all(node_id in done.stdout for node_id in NODE_IDS)
+
+
+def test_registry_metadata():
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    comfy = config["tool"]["comfy"]
+    assert comfy["PublisherId"] and comfy["DisplayName"] == "StyleLipSync"
+    assert comfy["Icon"].endswith("/web/icon.svg") and (ROOT / "web" / "icon.svg").is_file()
+    assert comfy["requires-comfyui"].startswith(">=")
+    assert "web" not in comfy, "WEB_DIRECTORY already serves web/js; a second registration loads the script twice"

@@ -80,6 +80,29 @@ def test_fps_from_every_source():
         resolve_fps(("fps", 0.0), ("video_info", None))
 
 
+def test_fps_of_a_file_video_reads_the_header_without_decoding(tmp_path):
+    import av
+    import numpy as np
+
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=Fraction(30000, 1001))
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for _ in range(3):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")))
+        out.mux(stream.encode())
+
+    class VideoFromFile:  # the shape of comfy_api's class of that name
+        def get_stream_source(self):
+            return str(path)
+
+        def get_components(self):
+            raise AssertionError("decoded every frame just to read the fps")
+
+    assert fps_of(VideoFromFile()) == pytest.approx(29.97, abs=1e-3)
+    assert fps_of(torch.tensor(24.0)) == 24.0
+
+
 def test_progress_and_interrupt_are_silent_outside_comfyui():
     progress = Progress(3)
     seen = []
@@ -160,3 +183,53 @@ def test_model_info_reports_good_and_broken_files(tmp_path):
     assert out["ui"]["stylelipsync_text"] == [report]
     with pytest.raises(LipSyncInputError, match="model: no such file"):
         StyleLipSyncModelInfo().inspect(str(tmp_path / "missing.safetensors"))
+
+
+def test_load_hosted_model_reads_each_file_version_once(tmp_path):
+    from lipsync_core.weights import WeightsFileError
+    from nodes.loading import load_hosted_model
+
+    lin = torch.nn.Linear(3, 2)
+    path = save_tensors(tmp_path / "m.safetensors", lin.state_dict(), "motion", {"d_in": 3, "d_out": 2})
+    built = []
+
+    def build(wf):
+        module = torch.nn.Linear(wf.config["d_in"], wf.config["d_out"])
+        module.load_state_dict(wf.tensors)
+        built.append(module)
+        return module
+
+    cache = ModelCache()
+    first = load_hosted_model(str(path), "motion", build, cache=cache)
+    again = load_hosted_model(path, "motion", build, cache=cache)
+    assert again is first and len(built) == 1 and cache.loads(path, kind="motion") == 1
+    assert first.config == {"d_in": 3, "d_out": 2} and first.name == "motion:m.safetensors"
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(first.ready()(x), lin(x))
+    with pytest.raises(WeightsFileError, match="holds a 'motion' model, but a 'renderer' model is expected"):
+        load_hosted_model(path, "renderer", build, cache=cache)
+    with pytest.raises(LipSyncInputError, match="motion_model: no such file"):
+        load_hosted_model(tmp_path / "nope.safetensors", "motion", build, input_name="motion_model", cache=cache)
+
+
+def test_motion_view_payload_is_bounded_and_faithful():
+    import numpy as np
+
+    from nodes.ui_payload import MOTION_KEY, motion_view_payload
+
+    t, n = 10_000, 300
+    opening = np.sin(np.linspace(0, 20, t))
+    attention = np.random.default_rng(0).random((t, n))
+    attention[:, 7] += 5.0  # one reference frame everyone attends to
+    ui = motion_view_payload(29.97, opening, envelope=np.abs(opening), attention=attention)
+    [item] = ui[MOTION_KEY]
+    assert item["fps"] == 29.97 and len(item["opening"]) == 2000 and len(item["envelope"]) == 2000
+    assert abs(item["opening"][0] - opening[:5].mean()) < 1e-4  # bin means, not decimation
+    att = item["attention"]
+    assert (att["rows"], att["cols"]) == (256, 256) and len(att["values"]) == 256 * 256
+    values = np.array(att["values"]).reshape(256, 256)
+    assert values.min() == 0.0 and values.max() == 1.0 and values[:, 6].mean() > 0.9  # column 7 of 300 -> bin 6
+    assert len(json.dumps(ui)) < 600_000
+
+    small = motion_view_payload(25.0, [0.1, float("nan"), 0.3])[MOTION_KEY][0]
+    assert small == {"fps": 25.0, "opening": [0.1, 0.0, 0.3], "envelope": []}

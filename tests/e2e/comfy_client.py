@@ -89,7 +89,22 @@ class ComfyClient:
         return entry
 
     def interrupt(self) -> None:
+        """Cancel what runs now (ComfyUI raises at the next interruption check: between nodes, or
+        between chunks in nodes that check, as ours do)."""
         self.request("POST", "/interrupt", {})
+
+    def is_running(self, prompt_id: str) -> bool:
+        return any(item[1] == prompt_id for item in self.queue_state().get("queue_running", []))
+
+    def wait_until_running(self, prompt_id: str, timeout: float = 60.0, poll: float = 0.05) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.is_running(prompt_id):
+                return
+            if self.history(prompt_id):
+                raise ComfyError(f"prompt {prompt_id} finished before it could be seen running")
+            time.sleep(poll)
+        raise ComfyError(f"prompt {prompt_id} did not start within {timeout:.0f} s")
 
     def queue_state(self) -> dict[str, Any]:
         return self.request("GET", "/queue")
@@ -111,6 +126,21 @@ def error_message(entry: Mapping[str, Any]) -> str:
         if kind == "execution_interrupted":
             return f"interrupted at {data.get('node_type')}"
     return json.dumps(entry.get("status"))[:500]
+
+
+def elapsed_seconds(entry: Mapping[str, Any]) -> float:
+    """Wall time of a finished prompt on the host, from its execution_start to its last status message."""
+    stamps = {kind: data.get("timestamp") for kind, data in entry.get("status", {}).get("messages", [])}
+    end = max(v for k, v in stamps.items() if k != "execution_start" and v is not None)
+    return (end - stamps["execution_start"]) / 1000.0
+
+
+def cached_nodes(entry: Mapping[str, Any]) -> list[str]:
+    """Nodes the host did not run because their outputs were cached from an earlier prompt."""
+    for kind, data in entry.get("status", {}).get("messages", []):
+        if kind == "execution_cached":
+            return list(data.get("nodes", []))
+    return []
 
 
 def was_interrupted(entry: Mapping[str, Any]) -> bool:

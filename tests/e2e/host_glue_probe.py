@@ -73,6 +73,47 @@ out["loaded_after_unload_all"] = hosted.is_loaded()
 hosted.ready()
 out["loaded_after_ready_again"] = hosted.is_loaded()
 
+# a weights file in the (extra) models folder -> load_hosted_model -> one ModelPatcher, loaded once
+loading = importlib.import_module(f"{name}.nodes.loading")
+core_weights = importlib.import_module(f"{name}.lipsync_core.weights")
+lin = torch.nn.Linear(5, 3)
+core_weights.save_tensors(extra / "probe-motion.safetensors", lin.state_dict(), "motion", {"d_in": 5, "d_out": 3})
+
+
+def build(wf):
+    module = torch.nn.Linear(wf.config["d_in"], wf.config["d_out"])
+    module.load_state_dict(wf.tensors)
+    return module
+
+
+first = loading.load_hosted_model("probe-motion.safetensors", "motion", build)
+second = loading.load_hosted_model("probe-motion.safetensors", "motion", build)
+cache = importlib.import_module(f"{name}.nodes.model_cache").MODEL_CACHE
+out["loader_same_object"] = first is second
+out["loader_loads"] = cache.loads(extra / "probe-motion.safetensors", kind="motion")
+out["loader_patcher"] = type(first.patcher).__name__
+y = torch.randn(2, 5)
+out["loader_forward_ok"] = bool(torch.allclose(first.ready()(y), lin(y)))
+
+# fps from core VIDEO objects: a file (header only) and in-memory components
+from fractions import Fraction  # noqa: E402
+
+import av  # noqa: E402
+from comfy_api.input_impl import VideoFromComponents, VideoFromFile  # noqa: E402
+from comfy_api.util import VideoComponents  # noqa: E402
+
+fps_mod = importlib.import_module(f"{name}.nodes.fps")
+clip = extra / "clip.mp4"
+with av.open(str(clip), "w") as container:
+    stream = container.add_stream("libx264", rate=Fraction(25, 2))
+    stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+    for _ in range(4):
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(torch.zeros(32, 32, 3, dtype=torch.uint8).numpy())))
+    container.mux(stream.encode())
+out["fps_video_from_file"] = fps_mod.fps_of(VideoFromFile(str(clip)))
+components = VideoComponents(images=torch.zeros(4, 32, 32, 3), audio=None, frame_rate=Fraction(30000, 1001))
+out["fps_video_from_components"] = fps_mod.fps_of(VideoFromComponents(components))
+
 # ProgressBar reaches ComfyUI's hook; interruption raises between chunks and then clears
 calls = []
 comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: calls.append((value, total)))

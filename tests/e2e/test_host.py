@@ -98,3 +98,24 @@ def test_a_bad_model_name_fails_with_a_clear_message(comfy_host):
     prompt, _ = _model_info_prompt(comfy_host, "no-such-model.safetensors")
     with pytest.raises(ComfyError, match="no-such-model.safetensors"):
         comfy_host.run(prompt, timeout=60)
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
+def test_every_example_workflow_runs(comfy_host, path):
+    """Each example, converted to the API format, runs to success on the host as shipped."""
+    workflow = json.loads(path.read_text(encoding="utf-8"))
+    entry = comfy_host.run(ui_to_api(workflow, comfy_host.object_info(refresh=True)), timeout=600)
+    assert entry["status"]["status_str"] == "success"
+    assert entry["outputs"], "no output node produced anything"
+
+
+def test_example_workflows_are_in_the_template_browser(comfy_host):
+    """ComfyUI lists them under the pack's folder name and serves each JSON and its .jpg thumbnail."""
+    listing = comfy_host.request("GET", "/workflow_templates")
+    [(module, names)] = [(m, n) for m, n in listing.items() if "stylelipsync_model_info" in n]
+    assert sorted(names) == sorted(p.stem for p in workflow_files())
+    for path in workflow_files():
+        served = comfy_host.request("GET", f"/api/workflow_templates/{module}/{path.name}")
+        assert served == json.loads(path.read_text(encoding="utf-8"))
+        thumb = comfy_host.request("GET", f"/api/workflow_templates/{module}/{path.stem}.jpg")
+        assert thumb[:3] == b"\xff\xd8\xff", "the thumbnail is not a JPEG"

@@ -44,6 +44,16 @@ def test_models_are_managed_by_comfy(probe):
     assert probe["loaded_after_ready_again"] is True
 
 
+def test_a_weights_file_loads_once_into_a_model_patcher(probe):
+    assert probe["loader_same_object"] and probe["loader_loads"] == 1
+    assert probe["loader_patcher"] == "ModelPatcher" and probe["loader_forward_ok"]
+
+
+def test_fps_of_core_video_objects(probe):
+    assert probe["fps_video_from_file"] == 12.5
+    assert abs(probe["fps_video_from_components"] - 29.97003) < 1e-4
+
+
 def test_progress_bar_and_interruption(probe):
     assert probe["progress_calls"][:2] == [[1, 4], [3, 4]]
     assert probe["interrupt"] == "raised"

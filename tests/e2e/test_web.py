@@ -20,11 +20,16 @@ from browser import CHROMIUM_FLAGS, chromium_path, close_dialogs, comfy_page  # 
 if chromium_path() is None:
     pytest.skip("no Chromium (apt-get install -y chromium, or set CHROMIUM_PATH)", allow_module_level=True)
 
-SCRIPT = "/extensions/StyleLipSync/stylelipsync.js"
+
+
+def our_script(client) -> str:
+    """Where the host serves our extension: /extensions/<the pack's folder name>/stylelipsync.js."""
+    [path] = [p for p in client.request("GET", "/extensions") if p.endswith("/stylelipsync.js")]
+    return path
 SHOTS = Path(os.environ.get("STYLELIPSYNC_SCREENSHOTS", "/tmp"))
 
 
-def _page_errors(url: str, block_ours: bool) -> tuple[list[str], list[tuple[str, int]], bool]:
+def _page_errors(url: str, script: str, block_ours: bool) -> tuple[list[str], list[tuple[str, int]], bool]:
     """Console errors and uncaught exceptions of one page load, the extension requests, and registration."""
     from playwright.sync_api import sync_playwright
 
@@ -38,9 +43,9 @@ def _page_errors(url: str, block_ours: bool) -> tuple[list[str], list[tuple[str,
                 "console", lambda m: errors.append(f"{m.text} @ {m.location.get('url')}") if m.type == "error" else None
             )
             page.on("pageerror", lambda e: errors.append(f"uncaught {e}: {getattr(e, 'stack', '')}"))
-            page.on("response", lambda r: ours.append((r.url, r.status)) if "StyleLipSync" in r.url else None)
+            page.on("response", lambda r: ours.append((r.url, r.status)) if r.url.endswith(script) else None)
             if block_ours:
-                page.route("**/extensions/StyleLipSync/**", lambda route: route.abort())
+                page.route("**" + script, lambda route: route.abort())
             page.goto(url, wait_until="networkidle", timeout=120_000)
             page.wait_for_function("() => window.app && window.app.graph", timeout=120_000)
             page.wait_for_timeout(1500)
@@ -54,11 +59,12 @@ def _page_errors(url: str, block_ours: bool) -> tuple[list[str], list[tuple[str,
 
 def test_extension_loads_without_console_errors(comfy_host):
     """Our script is served and registered, and the page says nothing it does not say without it."""
-    errors, ours, registered = _page_errors(comfy_host.url, block_ours=False)
-    assert (comfy_host.url + SCRIPT, 200) in ours
+    script = our_script(comfy_host)
+    errors, ours, registered = _page_errors(comfy_host.url, script, block_ours=False)
+    assert (comfy_host.url + script, 200) in ours
     assert registered, "app.registerExtension did not run"
     assert [e for e in errors if "stylelipsync" in e.lower()] == []
-    baseline, _, _ = _page_errors(comfy_host.url, block_ours=True)
+    baseline, _, _ = _page_errors(comfy_host.url, script, block_ours=True)
 
     def split(msgs: list[str]) -> tuple[set[str], set[str]]:
         """(URLs that failed to load, first lines of uncaught exceptions and other errors)."""
@@ -138,17 +144,17 @@ async ([script, payloads]) => {
 
 
 def test_motion_view_draws_whatever_it_gets(comfy_host):
+    import numpy as np
+
+    from nodes.ui_payload import MOTION_KEY, motion_view_payload
+
     frames, refs = 75, 40
-    full = {
-        "fps": 25.0,
-        "opening": [0.5 + 0.5 * ((i % 12) / 12) for i in range(frames)],
-        "envelope": [abs(((i * 7) % 23) - 11) / 11 for i in range(frames)],
-        "attention": {
-            "rows": frames,
-            "cols": refs,
-            "values": [((r * c) % 17) / 16 for r in range(frames) for c in range(refs)],
-        },
-    }
+    t = np.arange(frames)
+    attention = np.exp(-((np.arange(refs)[None, :] - t[:, None] * refs / frames) ** 2) / 20.0)  # a moving focus
+    # exactly what the Predict-lip-motion node will send (nodes/ui_payload.py)
+    [full] = motion_view_payload(
+        25.0, 0.5 + 0.5 * np.sin(t / 3.0), envelope=np.abs(np.sin(t / 2.0)), attention=attention
+    )[MOTION_KEY]
     partial = [
         {"opening": full["opening"]},  # no fps, no envelope, no attention
         {"fps": "x", "envelope": full["envelope"], "attention": {"rows": 3, "cols": 3, "values": [1, 2]}},  # bad map
@@ -157,7 +163,7 @@ def test_motion_view_draws_whatever_it_gets(comfy_host):
     ]
     with comfy_page(comfy_host.url) as (page, log):
         close_dialogs(page)
-        results = page.evaluate(MOTION_JS, [comfy_host.url + SCRIPT, [full, *partial]])
+        results = page.evaluate(MOTION_JS, [comfy_host.url + our_script(comfy_host), [full, *partial]])
         page.locator("#slsync-0").screenshot(path=str(SHOTS / "stylelipsync-motion.png"))
         assert [e for e in log.errors() if "stylelipsync" in e.lower()] == []
     assert results[0] == {"frames": frames, "attention": True, "colours": results[0]["colours"]}
