@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from .types import LipSyncInputError
 
@@ -88,6 +92,93 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _demo_inputs() -> dict[str, Path]:
+    clips = {"video": DEMO_CLIPS / "video.mp4", "audio": DEMO_CLIPS / "target.wav",
+             "style": DEMO_CLIPS / "reference.mp4", "truth_video": DEMO_CLIPS / "target.mp4",
+             "truth": DEMO_CLIPS / "target.truth.npz"}
+    missing = [str(p) for p in clips.values() if not p.is_file()]
+    if missing:
+        raise LipSyncInputError(f"demo: missing {missing[0]}; the demo clips ship with the repository (git checkout).")
+    return clips
+
+
+def _side_by_side(columns: list[np.ndarray]) -> np.ndarray:
+    """Frames [T, H, W, 3] of several videos -> one strip per frame, each resized to the first's height."""
+    import cv2
+
+    h = columns[0].shape[1]
+    resized = [c if c.shape[1] == h else np.stack([cv2.resize(f, (round(f.shape[1] * h / f.shape[0]), h),
+                                                              interpolation=cv2.INTER_AREA) for f in c])
+               for c in columns]
+    return np.concatenate(resized, axis=2)
+
+
+def _lip_lmd_vs_truth(models, result, truth_path: Path) -> float:
+    """LipLMD of the predicted motion against the ground truth of the same person saying the new audio."""
+    from .motion import lip_lmd
+
+    truth = np.load(truth_path)["landmarks"]
+    n = min(len(truth), len(result.motion))
+    neutral = models.mouth.neutral_shape(result.track.landmarks[result.track.usable])
+    true_params = models.mouth.encode(truth[:n], neutral=neutral)
+    return lip_lmd(models.mouth.decode(result.motion.params[:n], neutral), models.mouth.decode(true_params, neutral))
+
+
+def cmd_demo(args) -> int:
+    from .media import VideoWriter, read_video
+    from .pipeline import LipSyncModels, lipsync_file
+
+    clips = _demo_inputs()
+    args.out.mkdir(parents=True, exist_ok=True)
+    result_path, strip_path = args.out / "result.mp4", args.out / "side_by_side.mp4"
+    models = LipSyncModels.from_folder(args.models, args.device)
+    update, close = _progress_bar()
+    start = time.perf_counter()
+    try:
+        result = lipsync_file(clips["video"], clips["audio"], result_path, models, style_path=clips["style"],
+                              settings=_settings(args), length_policy=args.length,
+                              style_strength=args.style_strength, progress=update)
+    finally:
+        close()
+    seconds = time.perf_counter() - start
+    source, _ = read_video(clips["video"])
+    output, _ = read_video(result_path)
+    truth, _ = read_video(clips["truth_video"])
+    n = min(len(output), len(truth))
+    with VideoWriter(strip_path, result.fps, audio=result.wave, sample_rate=16000) as writer:
+        writer.write(_side_by_side([source[result.frame_indices[:n]], output[:n], truth[:n]]))
+    print(f"wrote {result_path} ({result.num_frames} frames at {result.fps:g} fps) in {seconds:.1f} s")
+    print(f"wrote {strip_path}: input | output | ground truth")
+    print(f"LipLMD of the predicted lips vs the ground truth: {_lip_lmd_vs_truth(models, result, clips['truth']):.4f} "
+          "(inter-ocular units)")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    import resource
+
+    from .pipeline import LipSyncModels, lipsync_file
+
+    clips = _demo_inputs() if args.video is None else {"video": args.video, "audio": args.audio or args.video}
+    models = LipSyncModels.from_folder(args.models, args.device)
+    out = Path(tempfile.mkdtemp()) / "bench.mp4"
+    start = time.perf_counter()
+    result = lipsync_file(clips["video"], clips["audio"], out, models, style_path=clips.get("style"),
+                          settings=_settings(args), length_policy=args.length)
+    wall = time.perf_counter() - start
+    out.unlink(missing_ok=True)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    n = result.num_frames
+    print(f"{n} frames at {result.fps:g} fps, {args.steps} {args.sampler} steps, chunk {args.chunk}, "
+          f"device {args.device}, torch threads {torch.get_num_threads()}")
+    print(f"{'stage':<26}{'seconds':>9}{'frames/s':>10}{'share':>8}")
+    for stage, sec in sorted(result.seconds.items(), key=lambda kv: -kv[1]):
+        print(f"{stage:<26}{sec:>9.2f}{n / max(sec, 1e-9):>10.1f}{sec / wall:>8.0%}")
+    print(f"{'whole job':<26}{wall:>9.2f}{n / wall:>10.2f}{1:>8.0%}")
+    print(f"peak resident memory: {peak_mb:.0f} MB")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lipsync_core", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -100,6 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, required=True, help="the output .mp4")
     _add_render_options(run)
     run.set_defaults(func=cmd_run)
+    demo = sub.add_parser("demo", help="the whole job on the committed puppet-world clips and demo weights")
+    demo.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for result.mp4 and side_by_side.mp4")
+    _add_render_options(demo)
+    demo.set_defaults(func=cmd_demo)
+    bench = sub.add_parser("bench", help="per-stage throughput and peak memory (default: on the demo clips)")
+    bench.add_argument("--video", type=Path)
+    bench.add_argument("--audio", type=Path)
+    _add_render_options(bench)
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -9,7 +9,9 @@ whole video.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +38,30 @@ MODEL_FILES = {
     "vae": "vae.safetensors",
 }
 
+# Windows per stage-1 call: bounds activation memory on long videos; the result does not depend on it.
+MOTION_BATCH = 512
+
 Progress = Callable[[int, int], None]  # (done, total) of the current stage
 Interrupt = Callable[[], None]  # raises to stop between chunks
 
 
 def _nothing(*_args) -> None:
     return None
+
+
+class Stopwatch:
+    """Seconds spent per named stage (summed over chunks): the throughput split the CLI reports."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
 # ----------------------------------------------------------------------------- models
@@ -281,7 +301,8 @@ def predict_motion(
         style.spec.check_compatible(models.feature_spec, "style reference audio")
         ref_audio, ref_mouth = style.audio_features, style.mouth_params
     params, attention = models.motion.predict_clip(
-        features.features, ref_audio, ref_mouth, style_strength=style_strength, return_attention=return_attention
+        features.features, ref_audio, ref_mouth, style_strength=style_strength, return_attention=return_attention,
+        batch_size=MOTION_BATCH,
     )
     params = params.float().cpu().numpy()
     closed = closed_mouth_params(models.mouth)
@@ -316,6 +337,7 @@ class FrameRenderer:
     source_indices: np.ndarray  # (T_out,) source frame of each output frame
     reference_crops: np.ndarray  # (k, S, S, 3) float 0..1
     settings: RenderSettings = field(default_factory=RenderSettings)
+    stopwatch: Stopwatch = field(default_factory=Stopwatch)
 
     def __post_init__(self) -> None:
         renderer = self.models.renderer
@@ -341,27 +363,32 @@ class FrameRenderer:
         size = self.models.renderer.config.crop_size
         out_crops = np.zeros((len(frames), size, size, 3), np.float32)
         todo = np.flatnonzero(usable)
+        clock = self.stopwatch
         if len(todo):
-            crops = torch.from_numpy(warp_to_crops(frames[todo], transforms[todo], size))
+            with clock("crop"):
+                crops = torch.from_numpy(warp_to_crops(frames[todo], transforms[todo], size))
             renderer = self.models.renderer
             with torch.inference_mode(), autocast_context(self.device, self.settings.precision):
-                context = self.codec.encode(mask_lower_half(crops)).to(self.device)
+                with clock("vae encode"):
+                    context = self.codec.encode(mask_lower_half(crops)).to(self.device)
                 motion = self.windows[out_indices[todo]].to(self.device, context.dtype)
-
                 refs = self.reference_features
 
                 def denoiser(sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
                     return renderer(sample, t, motion, masked_latent=context, reference_features=refs)
 
-                latents = sample_lower_half(
-                    denoiser, context, self.noise, make_scheduler(self.settings.sampler), self.settings.steps,
-                    step_callback,
-                )
-                out_crops[todo] = self.codec.decode(latents).float().cpu().numpy()
-        out, masks = paste_back(
-            frames, out_crops, transforms, landmarks=track.landmarks[src], usable=usable,
-            feather=self.settings.feather, color_match_strength=self.settings.color_match,
-        )
+                with clock("denoise"):
+                    latents = sample_lower_half(
+                        denoiser, context, self.noise, make_scheduler(self.settings.sampler), self.settings.steps,
+                        step_callback,
+                    )
+                with clock("vae decode"):
+                    out_crops[todo] = self.codec.decode(latents).float().cpu().numpy()
+        with clock("paste back"):
+            out, masks = paste_back(
+                frames, out_crops, transforms, landmarks=track.landmarks[src], usable=usable,
+                feather=self.settings.feather, color_match_strength=self.settings.color_match,
+            )
         return out, masks
 
 
@@ -382,6 +409,8 @@ class LipSyncResult:
     motion: LipMotion
     track: FaceTrack
     notes: list[str]
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage
+    frame_indices: np.ndarray | None = None  # (num_frames,) source frame of each output frame
 
 
 def lipsync(
@@ -412,49 +441,57 @@ def lipsync(
     crop_size = models.renderer.config.crop_size
     codec = models.codec(codec)
     spec = models.feature_spec
+    clock = Stopwatch()
 
     if track is None:
-        track = track_source(video, crop_size, lambda d, t: report("track", d, t), interrupt, "video",
-                             **tracker_options)
+        with clock("track"):
+            track = track_source(video, crop_size, lambda d, t: report("track", d, t), interrupt, "video",
+                                 **tracker_options)
     if len(track) < 2:
         raise LipSyncInputError(
             f"video: it has {len(track)} frame; lip sync needs a video of at least 2 frames "
             "(to animate a still image, repeat it into a clip first)."
         )
-    analysis = FaceAnalysis.of(track, models.mouth)
-    matched = match_length(video.num_frames, wave, video.fps, length_policy)
-    features = audio_features(matched.wave, video.fps, matched.num_frames, spec)
+    with clock("analyse + audio features"):
+        analysis = FaceAnalysis.of(track, models.mouth)
+        matched = match_length(video.num_frames, wave, video.fps, length_policy)
+        features = audio_features(matched.wave, video.fps, matched.num_frames, spec)
 
-    if style_video is None:
-        if style_wave is None:
+    with clock("style reference"):
+        if style_video is None:
             style = None
+            if style_wave is not None:
+                own = audio_features(style_wave, video.fps, video.num_frames, spec)
+                style = make_style_reference(analysis, own, max_reference_frames, "input video")
         else:
-            own = audio_features(style_wave, video.fps, video.num_frames, spec)
-            style = make_style_reference(analysis, own, max_reference_frames, "input video")
-    else:
-        if style_wave is None:
-            raise LipSyncInputError("style: a style video needs its own audio; give the style clip's audio too.")
-        style_track = track_source(style_video, crop_size, lambda d, t: report("track style", d, t), interrupt,
-                                   "style video", **tracker_options)
-        style_analysis = FaceAnalysis.of(style_track, models.mouth)
-        style_feats = audio_features(style_wave, style_video.fps, style_video.num_frames, spec)
-        style = make_style_reference(style_analysis, style_feats, max_reference_frames, "style video")
+            if style_wave is None:
+                raise LipSyncInputError("style: a style video needs its own audio; give the style clip's audio too.")
+            style_track = track_source(style_video, crop_size, lambda d, t: report("track style", d, t), interrupt,
+                                       "style video", **tracker_options)
+            style_analysis = FaceAnalysis.of(style_track, models.mouth)
+            style_feats = audio_features(style_wave, style_video.fps, style_video.num_frames, spec)
+            style = make_style_reference(style_analysis, style_feats, max_reference_frames, "style video")
 
-    motion = predict_motion(models, features, style, style_strength)
-    renderer = FrameRenderer(
-        models, codec, analysis, motion, matched.frame_indices,
-        reference_crops_from(video, analysis, settings.reference_images, crop_size), settings,
-    )
+    with clock("stage 1 (motion)"):
+        motion = predict_motion(models, features, style, style_strength)
+    with clock("reference encode"):
+        renderer = FrameRenderer(
+            models, codec, analysis, motion, matched.frame_indices,
+            reference_crops_from(video, analysis, settings.reference_images, crop_size), settings,
+            stopwatch=clock,
+        )
     total = matched.num_frames
     for start in range(0, total, settings.chunk_size):
         interrupt()
         out_idx = np.arange(start, min(start + settings.chunk_size, total))
-        frames = video.get(matched.frame_indices[out_idx])
+        with clock("decode frames"):
+            frames = video.get(matched.frame_indices[out_idx])
         out, masks = renderer.render(frames, out_idx)
-        sink(out, masks)
+        with clock("write"):
+            sink(out, masks)
         report("render", int(out_idx[-1]) + 1, total)
     notes = list(track.notes) + ([matched.note] if matched.note else [])
-    return LipSyncResult(total, video.fps, matched.wave, motion, track, notes)
+    return LipSyncResult(total, video.fps, matched.wave, motion, track, notes, clock.seconds, matched.frame_indices)
 
 
 def lipsync_file(
@@ -478,10 +515,14 @@ def lipsync_file(
         except LipSyncInputError:
             style_wave = None
     policy = options.get("length_policy", "trim_to_audio")
-    track_first = track_source(video, models.renderer.config.crop_size, what="video",
-                               **(options.get("tracker_options") or {}))
+    report = options.get("progress") or (lambda stage, done, total: None)
+    start = time.perf_counter()
+    track_first = track_source(video, models.renderer.config.crop_size, lambda d, t: report("track", d, t),
+                               options.get("interrupt", _nothing), "video", **(options.get("tracker_options") or {}))
+    track_seconds = time.perf_counter() - start
     out_wave = match_length(video.num_frames, wave, video.fps, policy).wave
     with VideoWriter(out_path, video.fps, audio=out_wave, sample_rate=TARGET_RATE) as writer:
         result = lipsync(video, wave, models, lambda frames, masks: writer.write(frames), style_video=style_video,
                          style_wave=style_wave, track=track_first, **options)
+    result.seconds = {"track": track_seconds, **result.seconds}
     return result
