@@ -74,3 +74,17 @@ def test_tiny_renderer_loss_falls_and_exports(data, tmp_path):
     assert report["render"]["rendered_frames"] == 8
     assert np.isfinite(report["render"]["psnr"]) and -1 <= report["render"]["ssim"] <= 1
     assert "not computed" in report["not_computed"]["SyncScore"] and "| LipLMD" in report["markdown"]
+
+
+def test_load_vae_from_diffusers_folder_and_pack_file(tmp_path):
+    """The renderer trains against any AutoencoderKL: a diffusers folder (or its vae/ subfolder) or a pack file."""
+    from lipsync_core.train.vae import load_vae
+
+    vae = build_vae(TINY_VAE).eval()
+    vae.save_pretrained(tmp_path / "sd" / "vae")
+    save_model(vae, tmp_path / "pack" / "vae.safetensors")
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    want = vae.encode(x).latent_dist.mean
+    for source in (tmp_path / "sd", tmp_path / "sd" / "vae", tmp_path / "pack", tmp_path / "pack" / "vae.safetensors"):
+        got = load_vae(source).encode(x).latent_dist.mean
+        torch.testing.assert_close(got, want)
