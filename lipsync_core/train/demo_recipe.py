@@ -36,8 +36,8 @@ DEMO_DATA = {"train_speakers": 16, "train_clips": 6, "test_speakers": 4, "test_c
              "sentences_per_clip": 2, "crop_size": 64}
 
 
-def _steps(config, scale: float):
-    steps = max(int(round(config.steps * scale)), 10)
+def _steps(config, scale: float, steps: int | None = None):
+    steps = max(int(round(config.steps * scale)), 10) if steps is None else int(steps)
     return replace(config, steps=steps, warmup=min(config.warmup, max(steps // 10, 1)),
                    checkpoint_every=max(min(config.checkpoint_every, steps // 3), 1),
                    log_every=max(min(config.log_every, steps // 10), 1))
@@ -63,8 +63,10 @@ class Stages:
 
 
 def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: str = "track", workers: int = 2,
-               compare_none: bool = True, resume: bool = False, data: dict | None = None) -> dict:
+               compare_none: bool = True, resume: bool = False, data: dict | None = None,
+               stage_steps: dict | None = None) -> dict:
     data = {**DEMO_DATA, **(data or {})}
+    stage_steps = stage_steps or {}
     work.mkdir(parents=True, exist_ok=True)
     st = Stages(work)
     videos_train, videos_test = work / "videos_train", work / "videos_test"
@@ -80,22 +82,23 @@ def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: 
                                prepare(videos_test, d_test, options, workers)))
     st.run("fit-basis", lambda: fit_basis(d_train), d_train / "mouth_model.safetensors")
     again = "latest" if resume else None
-    st.run("train-vae", lambda: train_vae(d_train, work / "vae", _steps(VAETrainConfig.preset("demo"), scale),
-                                          again), work / "vae" / "vae.safetensors")
-    st.run("train-motion", lambda: train_motion(d_train, models, _steps(MotionTrainConfig.preset("demo"), scale),
-                                                resume=again), models / "motion.safetensors")
-    st.run("train-renderer", lambda: train_renderer(d_train, models, _steps(RendererTrainConfig.preset("demo"), scale),
-                                                    work / "vae" / "vae.safetensors", resume=again),
-           models / "renderer.safetensors")
+    vae_cfg = _steps(VAETrainConfig.preset("demo"), scale, stage_steps.get("vae"))
+    motion_cfg = _steps(MotionTrainConfig.preset("demo"), scale, stage_steps.get("motion"))
+    renderer_cfg = _steps(RendererTrainConfig.preset("demo"), scale, stage_steps.get("renderer"))
+    st.run("train-vae", lambda: train_vae(d_train, work / "vae", vae_cfg, again), work / "vae" / "vae.safetensors")
+    st.run("train-motion", lambda: train_motion(d_train, models, motion_cfg, resume=again),
+           models / "motion.safetensors")
+    st.run("train-renderer", lambda: train_renderer(d_train, models, renderer_cfg, work / "vae" / "vae.safetensors",
+                                                    resume=again), models / "renderer.safetensors")
     report = st.run("eval", lambda: evaluate(models, d_test, EvalOptions(reference_frames=128, render_frames=8)))
     (work / "eval.json").write_text(json.dumps(report, indent=1))
     (work / "eval.md").write_text(report["markdown"])
-    summary = {"work": str(work), "scale": scale, "data": data, "eval": {k: v for k, v in report["motion"].items()
-                                                                          if k != "per_clip"},
+    summary = {"work": str(work), "scale": scale, "steps": {"vae": vae_cfg.steps, "motion": motion_cfg.steps,
+                                                            "renderer": renderer_cfg.steps},
+               "data": data, "eval": {k: v for k, v in report["motion"].items() if k != "per_clip"},
                "render": report["render"]}
     if compare_none:
-        none_cfg = _steps(MotionTrainConfig.preset("demo"), scale)
-        none_cfg = replace(none_cfg, model={**none_cfg.model, "reference_mode": "none"})
+        none_cfg = replace(motion_cfg, model={**motion_cfg.model, "reference_mode": "none"})
         st.run("train-motion (none)", lambda: train_motion(d_train, work / "motion_none", none_cfg, resume=again),
                work / "motion_none" / "motion.safetensors")
         none_report = st.run("eval (none)", lambda: evaluate(models, d_test, EvalOptions(render_frames=0),
@@ -128,11 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="prepare processes")
     p.add_argument("--no-compare-none", action="store_true", help="skip training the no-reference variant")
     p.add_argument("--resume", action="store_true", help="continue interrupted training stages")
+    p.add_argument("--vae-steps", type=int, help="override the VAE's steps")
+    p.add_argument("--motion-steps", type=int, help="override stage 1's steps (also the none variant's)")
+    p.add_argument("--renderer-steps", type=int, help="override stage 2's steps")
     p.add_argument("--train-speakers", type=int, default=DEMO_DATA["train_speakers"])
     p.add_argument("--train-clips", type=int, default=DEMO_DATA["train_clips"])
     args = p.parse_args(argv)
     run_recipe(args.work, args.scale, args.export, args.landmarks, args.workers, not args.no_compare_none,
-               args.resume, {"train_speakers": args.train_speakers, "train_clips": args.train_clips})
+               args.resume, {"train_speakers": args.train_speakers, "train_clips": args.train_clips},
+               {"vae": args.vae_steps, "motion": args.motion_steps, "renderer": args.renderer_steps})
     return 0
 
 
