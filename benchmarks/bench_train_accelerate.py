@@ -30,7 +30,7 @@ def run(cmd: list[str]) -> float:
 
 
 def losses(out: Path) -> np.ndarray:
-    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / "motion_run" / "train_log.jsonl").read_text().splitlines()]
     return np.array([r["loss"] for r in rows])
 
 

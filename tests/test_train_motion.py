@@ -82,10 +82,10 @@ def test_checkpoint_resume_continues(small_puppet, tmp_path):
     puppet = small_puppet
     out = tmp_path / "m"
     train_motion(puppet["train"], out, tiny_config(4, checkpoint_every=2, log_every=1), progress=False)
-    assert (out / "checkpoints" / "step_0000004" / "run_state.json").is_file()
+    assert (out / "motion_run" / "checkpoints" / "step_0000004" / "run_state.json").is_file()
     train_motion(puppet["train"], out, tiny_config(6, checkpoint_every=2, log_every=1), resume="latest",
                  progress=False)
-    steps = [row["step"] for row in read_log(out)]
+    steps = [row["step"] for row in read_log(out / "motion_run")]
     assert steps == [1, 2, 3, 4, 5, 6]
     model = load_model(out / "motion.safetensors", "motion")
     assert model.config.d_model == 32 and (out / "mouth_model.safetensors").is_file()
@@ -97,7 +97,7 @@ def test_tiny_stage1_beats_no_audio_baseline(puppet, tmp_path):
     best audio-free guess (the training set's per-parameter median mouth)."""
     out = tmp_path / "motion"
     train_motion(puppet["train"], out, tiny_config(400), progress=False)
-    log = read_log(out)
+    log = read_log(out / "motion_run")
     assert log[-1]["loss"] < 0.6 * log[0]["loss"]
     mouth = load_basis(puppet["train"])
     model = load_model(out / "motion.safetensors", "motion")

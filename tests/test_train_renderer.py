@@ -44,7 +44,7 @@ def test_vae_training_reduces_reconstruction_error(data, tmp_path):
     config = VAETrainConfig(model=dict(TINY_VAE), batch_size=8, steps=40, lr=3e-3, warmup=5, log_every=5,
                             checkpoint_every=0, cpu=True, mixed_precision="no")
     train_vae(data, tmp_path / "vae", config, progress=False)
-    log = read_log(tmp_path / "vae")
+    log = read_log(tmp_path / "vae" / "vae_run")
     assert log[-1]["l1"] < 0.7 * log[0]["l1"]
     vae = load_model(tmp_path / "vae" / "vae.safetensors", "vae")
     assert vae.config.latent_channels == 4
@@ -58,7 +58,7 @@ def test_tiny_renderer_loss_falls_and_exports(data, tmp_path):
     vae_file = save_model(build_vae(TINY_VAE).eval(), tmp_path / "vae.safetensors")
     out = tmp_path / "renderer"
     train_renderer(data, out, renderer_config(80), vae_file, progress=False)
-    log = read_log(out)
+    log = read_log(out / "renderer_run")
     val = [row["val_loss"] for row in log if "val_loss" in row]
     assert val[-1] < 0.8 * val[0], val
     renderer = load_model(out / "renderer.safetensors", "renderer")

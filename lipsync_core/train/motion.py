@@ -241,6 +241,7 @@ def train_motion(
     from tqdm import tqdm
 
     out = Path(out_dir)
+    run = out / "motion_run"  # checkpoints, logs, config: apart per stage (several stages may share out)
     accelerator = make_accelerator(config.mixed_precision, config.cpu)
     seed_everything(config.seed + accelerator.process_index)
     mouth = load_basis(basis or basis_path(data_dir))
@@ -252,7 +253,7 @@ def train_motion(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.warmup, config.steps))
     step_module, optimizer, scheduler = accelerator.prepare(step_module, optimizer, scheduler)
     start = 0
-    ckpt = resolve_resume(out, resume)
+    ckpt = resolve_resume(run, resume)
     if ckpt is not None:
         start = load_checkpoint(accelerator, ckpt)
         accelerator.print(f"resumed from {ckpt} at step {start}")
@@ -260,11 +261,11 @@ def train_motion(
     loader = accelerator.prepare(
         make_loader(sampler, config.seed, config.batch_size, accelerator.num_processes, start, config.steps)
     )
-    log = LossLog(out, accelerator.is_main_process, config.log_every, config.steps, "motion")
+    log = LossLog(run, accelerator.is_main_process, config.log_every, config.steps, "motion")
     cfg = config_dict(config)
     if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(json.dumps({"stage": "motion", "data": str(data_dir), **cfg}, indent=1))
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "train_config.json").write_text(json.dumps({"stage": "motion", "data": str(data_dir), **cfg}, indent=1))
     step_module.train()
     t0 = time.perf_counter()
     step = start
@@ -285,19 +286,19 @@ def train_motion(
         step += 1
         bar.update(1)
         if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
-            save_checkpoint(accelerator, out, step, cfg, config.keep_checkpoints)
+            save_checkpoint(accelerator, run, step, cfg, config.keep_checkpoints)
     bar.close()
     accelerator.wait_for_everyone()
     summary = {"steps": step, "seconds": round(time.perf_counter() - t0, 1),
                "processes": accelerator.num_processes}
     if accelerator.is_main_process:
-        save_checkpoint(accelerator, out, step, cfg, config.keep_checkpoints)
+        save_checkpoint(accelerator, run, step, cfg, config.keep_checkpoints)
         trained = accelerator.unwrap_model(step_module).model
         save_model(trained, out / "motion.safetensors",
                    extra={"trained_steps": step, "trained_on": str(data_dir), "train_config": cfg})
         shutil.copyfile(Path(basis) if basis and Path(basis).is_file() else basis_path(data_dir),
                         out / "mouth_model.safetensors")
-        (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
+        (run / "train_summary.json").write_text(json.dumps(summary, indent=1))
     accelerator.wait_for_everyone()
     return summary
 

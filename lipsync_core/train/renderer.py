@@ -220,6 +220,7 @@ def train_renderer(
     from tqdm import tqdm
 
     out = Path(out_dir)
+    run = out / "renderer_run"  # checkpoints, logs, config: apart per stage (several stages may share out)
     accelerator = make_accelerator(config.mixed_precision, config.cpu)
     seed_everything(config.seed + accelerator.process_index)
     mouth = load_basis(basis or basis_path(data_dir))
@@ -243,7 +244,7 @@ def train_renderer(
     ema.to(accelerator.device)
     accelerator.register_for_checkpointing(ema)
     start = 0
-    ckpt = resolve_resume(out, resume)
+    ckpt = resolve_resume(run, resume)
     if ckpt is not None:
         start = load_checkpoint(accelerator, ckpt)
         accelerator.print(f"resumed from {ckpt} at step {start}")
@@ -252,11 +253,11 @@ def train_renderer(
                                              start, config.steps))
     val = _collate([sampler(np.random.default_rng([config.seed, 10**9, i])) for i in range(config.val_samples)])
     val = {k: v.to(accelerator.device) for k, v in val.items()}
-    log = LossLog(out, accelerator.is_main_process, config.log_every, config.steps, "renderer")
+    log = LossLog(run, accelerator.is_main_process, config.log_every, config.steps, "renderer")
     cfg = config_dict(config)
     if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(json.dumps({"stage": "renderer", "data": str(data_dir),
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "train_config.json").write_text(json.dumps({"stage": "renderer", "data": str(data_dir),
                                                            "vae": str(vae_path), "latent_mean": mean,
                                                            "latent_std": std, **cfg}, indent=1))
     t0 = time.perf_counter()
@@ -282,13 +283,13 @@ def train_renderer(
         step += 1
         bar.update(1)
         if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
-            save_checkpoint(accelerator, out, step, cfg, config.keep_checkpoints)
+            save_checkpoint(accelerator, run, step, cfg, config.keep_checkpoints)
     bar.close()
     accelerator.wait_for_everyone()
     summary = {"steps": step, "seconds": round(time.perf_counter() - t0, 1), "latent_scale": scale,
                "latent_shift": shift}
     if accelerator.is_main_process:
-        save_checkpoint(accelerator, out, step, cfg, config.keep_checkpoints)
+        save_checkpoint(accelerator, run, step, cfg, config.keep_checkpoints)
         trained = accelerator.unwrap_model(module).model
         ema.store(trained.parameters())
         ema.copy_to(trained.parameters())
@@ -299,7 +300,7 @@ def train_renderer(
         if vae_file.is_file() and vae_file.suffix == ".safetensors" and vae_file.resolve() != (out / "vae.safetensors"
                                                                                              ).resolve():
             shutil.copyfile(vae_file, out / "vae.safetensors")
-        (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
+        (run / "train_summary.json").write_text(json.dumps(summary, indent=1))
     accelerator.wait_for_everyone()
     return summary
 

@@ -131,6 +131,7 @@ def train_vae(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: V
     from tqdm import tqdm
 
     out = Path(out_dir)
+    run = out / "vae_run"  # checkpoints, logs, config: apart per stage (several stages may share out)
     accelerator = make_accelerator(config.mixed_precision, config.cpu)
     seed_everything(config.seed + accelerator.process_index)
     clips = load_dataset(data_dir, with_crops=True)
@@ -141,16 +142,16 @@ def train_vae(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: V
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.warmup, config.steps))
     module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
     start = 0
-    ckpt = resolve_resume(out, resume)
+    ckpt = resolve_resume(run, resume)
     if ckpt is not None:
         start = load_checkpoint(accelerator, ckpt)
     loader = accelerator.prepare(make_loader(CropSampler(crops), config.seed, config.batch_size,
                                              accelerator.num_processes, start, config.steps))
-    log = LossLog(out, accelerator.is_main_process, config.log_every, config.steps, "vae")
+    log = LossLog(run, accelerator.is_main_process, config.log_every, config.steps, "vae")
     cfg = config_dict(config)
     if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(json.dumps({"stage": "vae", "data": str(data_dir), **cfg}, indent=1))
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "train_config.json").write_text(json.dumps({"stage": "vae", "data": str(data_dir), **cfg}, indent=1))
     t0 = time.perf_counter()
     step = start
     module.train()
@@ -171,15 +172,15 @@ def train_vae(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: V
         step += 1
         bar.update(1)
         if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
-            save_checkpoint(accelerator, out, step, cfg, config.keep_checkpoints)
+            save_checkpoint(accelerator, run, step, cfg, config.keep_checkpoints)
     bar.close()
     accelerator.wait_for_everyone()
     summary = {"steps": step, "seconds": round(time.perf_counter() - t0, 1)}
     if accelerator.is_main_process:
-        save_checkpoint(accelerator, out, step, cfg, config.keep_checkpoints)
+        save_checkpoint(accelerator, run, step, cfg, config.keep_checkpoints)
         trained = accelerator.unwrap_model(module).vae.eval()
         save_model(trained, out / "vae.safetensors", extra={"trained_steps": step, "trained_on": str(data_dir),
                                                             "train_config": cfg})
-        (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
+        (run / "train_summary.json").write_text(json.dumps(summary, indent=1))
     accelerator.wait_for_everyone()
     return summary
