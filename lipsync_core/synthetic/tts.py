@@ -13,7 +13,9 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import struct
+import tempfile
 import threading
 from dataclasses import dataclass
 
@@ -106,7 +108,7 @@ class _Engine:
                 "puppet-world speech needs espeakng-loader; install the training extras: "
                 "pip install -r requirements-train.txt"
             ) from exc
-        self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        self.lib = _private_library(espeakng_loader.get_library_path())
         self.lib.espeak_Initialize.restype = ctypes.c_int
         self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         self.lib.espeak_SetSynthCallback.argtypes = [_SynthCallback]
@@ -221,6 +223,22 @@ def _timeline(events: list[tuple[int, str, int]], duration: float) -> list[Phone
 
 
 _ENGINE: _Engine | None = None
+
+
+def _private_library(path: str) -> ctypes.CDLL:
+    """Load our own copy of libespeak-ng, so no other user of espeak in this process shares its state.
+
+    dlopen of the same file returns the same handle: a test helper or another node pack that
+    already used espeak would otherwise leave state (voice, parameters, caches) behind and
+    change the samples. A copy under another name gets its own globals; it is unlinked at once.
+    """
+    fd, private = tempfile.mkstemp(prefix="stylelipsync-espeak-", suffix=".so")
+    os.close(fd)
+    try:
+        shutil.copyfile(path, private)
+        return ctypes.CDLL(private)
+    finally:
+        os.unlink(private)
 
 
 def espeak_available() -> bool:
