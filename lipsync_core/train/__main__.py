@@ -1,0 +1,7 @@
+"""``python -m lipsync_core.train``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,188 @@
+"""What every training loop shares: accelerate, index-seeded samples, checkpoints, resume, logs.
+
+Distribution is Hugging Face ``accelerate`` only: ``accelerate launch --num_processes N`` (several GPUs,
+several nodes, or several CPU processes) or plain ``python`` for one device. Every sample is drawn from
+its own seed ``(seed, sample_index)``, so the data a run sees does not depend on the number of processes
+and a resumed run continues with exactly the samples it would have drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..types import LipSyncInputError
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["d_model=64", "block_out_channels=[32,64]"]`` -> dict (values parsed as JSON when they parse)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise LipSyncInputError(f"--set {item!r}: write key=value, e.g. --set d_model=128.")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def apply_overrides(config, overrides: dict[str, Any]):
+    """A dataclass config with ``overrides`` applied; keys of ``config.model`` (a dict) are accepted too."""
+    names = {f.name for f in fields(config)}
+    top = {k: v for k, v in overrides.items() if k in names}
+    rest = {k: v for k, v in overrides.items() if k not in names}
+    config = replace(config, **top)
+    if rest:
+        if not hasattr(config, "model"):
+            raise LipSyncInputError(f"--set: unknown settings {sorted(rest)}.")
+        config = replace(config, model={**config.model, **rest})
+    return config
+
+
+def config_dict(config) -> dict[str, Any]:
+    return json.loads(json.dumps(asdict(config), default=list))
+
+
+class IndexDataset(torch.utils.data.Dataset):
+    """Sample ``i`` of a run is ``make(np.random.default_rng((seed, i)))``: reproducible, order-free."""
+
+    def __init__(self, make: Callable[[np.random.Generator], dict], seed: int, start: int, stop: int) -> None:
+        self.make, self.seed, self.start, self.stop = make, int(seed), int(start), int(stop)
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.make(np.random.default_rng([self.seed, self.start + int(i)]))
+
+
+def make_accelerator(mixed_precision: str | None, cpu: bool = False):
+    """An Accelerator; mixed precision defaults to bf16 (or fp16) on GPU and fp32 on CPU."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
+
+    if mixed_precision in (None, "auto"):
+        if torch.cuda.is_available() and not cpu:
+            mixed_precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            mixed_precision = "no"
+    # Unused parameters are normal here (the null reference token when no sample drops its reference).
+    return Accelerator(mixed_precision=mixed_precision, cpu=cpu,
+                       dataloader_config=DataLoaderConfiguration(split_batches=False, even_batches=True),
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def make_loader(make: Callable, seed: int, batch_size: int, num_processes: int, start_step: int, steps: int):
+    """Batches ``start_step..steps`` of a run: global batch = batch_size * processes, sharded by accelerate."""
+    global_batch = batch_size * num_processes
+    ds = IndexDataset(make, seed, start_step * global_batch, steps * global_batch)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0, drop_last=True)
+
+
+def lr_lambda(warmup: int, steps: int, final: float = 0.1) -> Callable[[int], float]:
+    """Linear warm-up then cosine decay to ``final`` x the peak learning rate."""
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(warmup, 1)
+        progress = (step - warmup) / max(steps - warmup, 1)
+        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return f
+
+
+@dataclass
+class RunState:
+    """Saved next to each checkpoint: the step reached and the config it was trained with."""
+
+    step: int
+    config: dict
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    folder = out_dir / "checkpoints"
+    if not folder.is_dir():
+        return None
+    steps = sorted((int(p.name.split("_")[-1]), p) for p in folder.glob("step_*") if (p / "run_state.json").is_file())
+    return steps[-1][1] if steps else None
+
+
+def resolve_resume(out_dir: Path, resume: str | None) -> Path | None:
+    if not resume:
+        return None
+    if resume == "latest":
+        return latest_checkpoint(out_dir)
+    path = Path(resume)
+    if not (path / "run_state.json").is_file():
+        raise LipSyncInputError(f"--resume {resume}: not a checkpoint folder (no run_state.json); use 'latest'.")
+    return path
+
+
+def save_checkpoint(accelerator, out_dir: Path, step: int, config: dict, keep: int = 2) -> Path:
+    """accelerate's full training state (model, optimizer, scheduler, EMA, RNG) + the step reached."""
+    path = out_dir / "checkpoints" / f"step_{step:07d}"
+    accelerator.save_state(str(path), safe_serialization=True)
+    if accelerator.is_main_process:
+        (path / "run_state.json").write_text(json.dumps({"step": step, "config": config}, indent=1))
+        old = sorted(p for p in (out_dir / "checkpoints").glob("step_*") if p != path)
+        for p in old[: max(len(old) - (keep - 1), 0)]:
+            shutil.rmtree(p, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return path
+
+
+def load_checkpoint(accelerator, path: Path) -> int:
+    accelerator.load_state(str(path))
+    return int(json.loads((path / "run_state.json").read_text())["step"])
+
+
+class LossLog:
+    """Losses as JSON lines (``train_log.jsonl``) + a short line on the console every ``every`` steps."""
+
+    def __init__(self, out_dir: Path, enabled: bool, every: int, total: int, name: str) -> None:
+        self.enabled, self.every, self.total, self.name = enabled, max(int(every), 1), total, name
+        self.path = out_dir / "train_log.jsonl"
+        self.t0 = time.perf_counter()
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        if enabled:
+            out_dir.mkdir(parents=True, exist_ok=True)
+
+    def add(self, step: int, values: dict[str, float], lr: float) -> dict | None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+            self.counts[k] = self.counts.get(k, 0) + 1
+        if (step + 1) % self.every and step + 1 != self.total:
+            return None
+        row = {"step": step + 1, **{k: s / self.counts[k] for k, s in self.sums.items()}, "lr": lr,
+               "elapsed_s": round(time.perf_counter() - self.t0, 2)}
+        self.sums, self.counts = {}, {}
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            main = {k: v for k, v in row.items() if k not in ("step", "elapsed_s")}
+            text = " ".join(f"{k}={v:.4g}" for k, v in main.items())
+            print(f"[{self.name}] step {row['step']}/{self.total} {text} ({row['elapsed_s']:.0f} s)", flush=True)
+        return row
+
+
+def read_log(out_dir: str | os.PathLike) -> list[dict]:
+    path = Path(out_dir) / "train_log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))

@@ -1,0 +1,147 @@
+"""The demo weights, in one command: puppet data -> prepare -> basis -> VAE -> stage 1 -> stage 2 -> eval.
+
+    python -m lipsync_core.train.demo_recipe --work /tmp/demo_recipe --export
+
+trains the demo models on puppet speakers (seed 0), evaluates them on held-out puppet speakers (seed 1:
+unseen faces, voices, styles and sentences), trains the ``none`` (no reference) variant with the same recipe
+for comparison, and with ``--export`` copies the four files (pipeline.MODEL_FILES) into
+``lipsync_core/assets/demo_models/``. Every stage prints its wall time; ``recipe_summary.json`` keeps them.
+``--scale 0.05`` runs the same recipe with 5% of the steps (a smoke run); ``--resume`` continues
+interrupted training stages from their latest checkpoints (finished stages are skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ..pipeline import MODEL_FILES
+from .basis import fit_basis
+from .evaluate import EvalOptions, evaluate
+from .motion import MotionTrainConfig, train_motion
+from .prepare import PrepareOptions, prepare
+from .puppet_data import make_puppet_videos
+from .renderer import RendererTrainConfig, train_renderer
+from .vae import VAETrainConfig, train_vae
+
+PACKAGE = Path(__file__).resolve().parents[1]
+DEMO_MODELS = PACKAGE / "assets" / "demo_models"
+
+# The demo's data: puppet speakers at 128 px, face crops at 64 px (f4 VAE -> 16x16 latents).
+DEMO_DATA = {"train_speakers": 16, "train_clips": 6, "test_speakers": 4, "test_clips": 3, "size": 128,
+             "sentences_per_clip": 2, "crop_size": 64}
+
+
+def _steps(config, scale: float, steps: int | None = None):
+    steps = max(int(round(config.steps * scale)), 10) if steps is None else int(steps)
+    return replace(config, steps=steps, warmup=min(config.warmup, max(steps // 10, 1)),
+                   checkpoint_every=max(min(config.checkpoint_every, steps // 3), 1),
+                   log_every=max(min(config.log_every, steps // 10), 1))
+
+
+class Stages:
+    """Runs named stages, prints and records their wall time."""
+
+    def __init__(self, work: Path) -> None:
+        self.work, self.times, self.t0 = work, {}, time.perf_counter()
+
+    def run(self, name: str, fn, done: Path | None = None):
+        if done is not None and done.exists():
+            print(f"== {name}: already done ({done})", flush=True)
+            self.times[name] = 0.0
+            return None
+        print(f"== {name}", flush=True)
+        t = time.perf_counter()
+        result = fn()
+        self.times[name] = round(time.perf_counter() - t, 1)
+        print(f"== {name}: {self.times[name]:.1f} s (total {time.perf_counter() - self.t0:.0f} s)", flush=True)
+        return result
+
+
+def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: str = "track", workers: int = 2,
+               compare_none: bool = True, resume: bool = False, data: dict | None = None,
+               stage_steps: dict | None = None) -> dict:
+    data = {**DEMO_DATA, **(data or {})}
+    stage_steps = stage_steps or {}
+    work.mkdir(parents=True, exist_ok=True)
+    st = Stages(work)
+    videos_train, videos_test = work / "videos_train", work / "videos_test"
+    d_train, d_test = work / "data_train", work / "data_test"
+    models = work / "models"
+    st.run("puppet data", lambda: (
+        make_puppet_videos(videos_train, data["train_speakers"], data["train_clips"], 0, data["size"],
+                           data["sentences_per_clip"]),
+        make_puppet_videos(videos_test, data["test_speakers"], data["test_clips"], 1, data["size"],
+                           data["sentences_per_clip"])))
+    options = PrepareOptions(crop_size=data["crop_size"], landmarks=landmarks)
+    st.run("prepare", lambda: (prepare(videos_train, d_train, options, workers),
+                               prepare(videos_test, d_test, options, workers)))
+    st.run("fit-basis", lambda: fit_basis(d_train), d_train / "mouth_model.safetensors")
+    again = "latest" if resume else None
+    vae_cfg = _steps(VAETrainConfig.preset("demo"), scale, stage_steps.get("vae"))
+    motion_cfg = _steps(MotionTrainConfig.preset("demo"), scale, stage_steps.get("motion"))
+    renderer_cfg = _steps(RendererTrainConfig.preset("demo"), scale, stage_steps.get("renderer"))
+    st.run("train-vae", lambda: train_vae(d_train, work / "vae", vae_cfg, again), work / "vae" / "vae.safetensors")
+    st.run("train-motion", lambda: train_motion(d_train, models, motion_cfg, resume=again),
+           models / "motion.safetensors")
+    st.run("train-renderer", lambda: train_renderer(d_train, models, renderer_cfg, work / "vae" / "vae.safetensors",
+                                                    resume=again), models / "renderer.safetensors")
+    report = st.run("eval", lambda: evaluate(models, d_test, EvalOptions(reference_frames=128, render_frames=8)))
+    (work / "eval.json").write_text(json.dumps(report, indent=1))
+    (work / "eval.md").write_text(report["markdown"])
+    summary = {"work": str(work), "scale": scale, "steps": {"vae": vae_cfg.steps, "motion": motion_cfg.steps,
+                                                            "renderer": renderer_cfg.steps},
+               "data": data, "eval": {k: v for k, v in report["motion"].items() if k != "per_clip"},
+               "render": report["render"]}
+    if compare_none:
+        none_cfg = replace(motion_cfg, model={**motion_cfg.model, "reference_mode": "none"})
+        st.run("train-motion (none)", lambda: train_motion(d_train, work / "motion_none", none_cfg, resume=again),
+               work / "motion_none" / "motion.safetensors")
+        none_report = st.run("eval (none)", lambda: evaluate(models, d_test, EvalOptions(render_frames=0),
+                                                             work / "motion_none" / "motion.safetensors"))
+        summary["none"] = {k: v for k, v in none_report["motion"].items() if k != "per_clip"}
+    if export:
+        DEMO_MODELS.mkdir(parents=True, exist_ok=True)
+        for name in MODEL_FILES.values():
+            shutil.copyfile(models / name, DEMO_MODELS / name)
+        summary["exported"] = {name: (DEMO_MODELS / name).stat().st_size for name in MODEL_FILES.values()}
+    summary["stage_seconds"] = st.times
+    summary["total_seconds"] = round(sum(st.times.values()), 1)
+    (work / "recipe_summary.json").write_text(json.dumps(summary, indent=1))
+    print(report["markdown"])
+    if compare_none:
+        print(f"LipLMD: demo (audio_aware, n=128) {summary['eval']['lip_lmd']:.5f} vs none "
+              f"{summary['none']['lip_lmd']:.5f}")
+    print("stage times (s):", json.dumps(st.times), "total", summary["total_seconds"])
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lipsync_core.train.demo_recipe", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", type=Path, required=True, help="working folder (data, checkpoints, models, reports)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (0.05 = smoke run)")
+    p.add_argument("--export", action="store_true", help="copy the models into lipsync_core/assets/demo_models/")
+    p.add_argument("--landmarks", default="track", choices=("track", "truth"),
+                   help="track the puppet videos like real ones (default) or read their exact mesh")
+    p.add_argument("--workers", type=int, default=2, help="prepare processes")
+    p.add_argument("--no-compare-none", action="store_true", help="skip training the no-reference variant")
+    p.add_argument("--resume", action="store_true", help="continue interrupted training stages")
+    p.add_argument("--vae-steps", type=int, help="override the VAE's steps")
+    p.add_argument("--motion-steps", type=int, help="override stage 1's steps (also the none variant's)")
+    p.add_argument("--renderer-steps", type=int, help="override stage 2's steps")
+    p.add_argument("--train-speakers", type=int, default=DEMO_DATA["train_speakers"])
+    p.add_argument("--train-clips", type=int, default=DEMO_DATA["train_clips"])
+    args = p.parse_args(argv)
+    run_recipe(args.work, args.scale, args.export, args.landmarks, args.workers, not args.no_compare_none,
+               args.resume, {"train_speakers": args.train_speakers, "train_clips": args.train_clips},
+               {"vae": args.vae_steps, "motion": args.motion_steps, "renderer": args.renderer_steps})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

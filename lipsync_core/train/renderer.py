@@ -1,0 +1,332 @@
+"""``train-renderer``: stage 2 (the lower-half latent diffusion U-Net) against a frozen AutoencoderKL.
+
+Inputs are built exactly as inference builds them (:mod:`lipsync_core.render.conditioning`):
+context = latent of ``mask_lower_half(crop)`` (its upper half is the clean context), motion windows via
+``motion_windows`` from the inference-identical mouth params / identity / pose, reference latents of
+``reference_images`` frames of the same clip picked by ``choose_reference_frames`` (spread over mouth
+openness) among the frames outside the target span. A sample is ``frames`` (5) consecutive frames of
+one clip that share one noise and one timestep, as inference shares its initial noise. Timesteps come
+from a DDPMScheduler built from ``DEFAULT_NOISE_SCHEDULE`` (T' = 1000); the loss is the
+epsilon-prediction MSE on the lower half (``renderer_loss``). The exported weights are the EMA's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.io import save_model
+from ..models.renderer import LipRenderUNet, ReferenceFeatures, renderer_loss
+from ..render.codec import DiffusersVAECodec
+from ..render.conditioning import choose_reference_frames, mask_lower_half, motion_windows
+from ..render.sampling import DEFAULT_NOISE_SCHEDULE
+from ..types import LipSyncInputError
+from .common import (
+    LossLog,
+    config_dict,
+    load_checkpoint,
+    lr_lambda,
+    make_accelerator,
+    make_loader,
+    resolve_resume,
+    save_checkpoint,
+    seed_everything,
+)
+from .dataset import basis_path, load_basis, load_dataset
+from .vae import load_vae
+
+RENDERER_PRESETS: dict[str, dict] = {
+    "full": {
+        "model": {"block_out_channels": [128, 256, 512], "layers_per_block": 2,
+                  "cross_attention_levels": [False, True, True], "attention_head_dim": 64, "motion_window": 5,
+                  "motion_hidden_dim": 128, "motion_code_dim": 256, "norm_groups": 32},
+        "batch_size": 8, "frames": 5, "steps": 200_000, "lr": 1e-4, "warmup": 1000, "ema_decay": 0.9999,
+        "checkpoint_every": 5000, "log_every": 100,
+    },
+    "demo": {
+        "model": {"block_out_channels": [48, 96], "layers_per_block": 1, "cross_attention_levels": [False, True],
+                  "attention_head_dim": 24, "motion_window": 5, "motion_hidden_dim": 64, "motion_code_dim": 128,
+                  "norm_groups": 16, "mid_cross_attention": True},
+        "batch_size": 4, "frames": 5, "steps": 5000, "lr": 3e-4, "warmup": 100, "ema_decay": 0.995,
+        "checkpoint_every": 500, "log_every": 50,
+    },
+}
+
+
+@dataclass
+class RendererTrainConfig:
+    model: dict = field(default_factory=lambda: dict(RENDERER_PRESETS["full"]["model"]))
+    batch_size: int = 8  # samples (clips) per step and process; each sample is ``frames`` frames
+    frames: int = 5
+    reference_images: int = 3
+    steps: int = 200_000
+    lr: float = 1e-4
+    warmup: int = 1000
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.9999
+    latent_scale: float | None = None  # None: 1 / std of the data's latents (recorded in the renderer config)
+    latent_shift: float | None = None  # None: 0
+    val_samples: int = 8  # fixed samples whose loss is logged (a smooth curve for tests and plots)
+    log_every: int = 100
+    checkpoint_every: int = 5000
+    keep_checkpoints: int = 2
+    seed: int = 0
+    mixed_precision: str | None = None
+    cpu: bool = False
+
+    @classmethod
+    def preset(cls, name: str) -> RendererTrainConfig:
+        if name not in RENDERER_PRESETS:
+            raise LipSyncInputError(f"--preset {name!r}: use one of {sorted(RENDERER_PRESETS)}.")
+        p = RENDERER_PRESETS[name]
+        return cls(**{**{k: v for k, v in p.items() if k != "model"}, "model": dict(p["model"])})
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@torch.no_grad()
+def encode_crops(codec: DiffusersVAECodec, crops: np.ndarray, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 crops [T,S,S,3] -> (latents, latents of the lower-half-masked crops), float16 on the CPU."""
+    z, zm = [], []
+    for i in range(0, len(crops), batch):
+        x = torch.from_numpy(crops[i:i + batch]).float() / 255.0
+        z.append(codec.encode(x).half().cpu())
+        zm.append(codec.encode(mask_lower_half(x)).half().cpu())
+    return torch.cat(z), torch.cat(zm)
+
+
+@dataclass
+class RenderClip:
+    latents: torch.Tensor  # [T, C, h, w] float16
+    masked: torch.Tensor  # [T, C, h, w]
+    motion: np.ndarray  # [T, W, 13 + id + 3]
+    usable: np.ndarray
+    openness: np.ndarray
+    starts: np.ndarray  # valid start frames of a ``frames``-long all-usable run
+
+
+class RendererSampler:
+    def __init__(self, clips: list[RenderClip], frames: int, reference_images: int) -> None:
+        self.clips = [c for c in clips if len(c.starts)]
+        if not self.clips:
+            raise LipSyncInputError(f"data: no clip has {frames} consecutive usable frames for the renderer.")
+        self.frames, self.k = frames, reference_images
+        w = np.array([len(c.starts) for c in self.clips], np.float64)
+        self.p = w / w.sum()
+
+    def __call__(self, rng: np.random.Generator) -> dict:
+        c = self.clips[int(rng.choice(len(self.clips), p=self.p))]
+        s = int(c.starts[int(rng.integers(len(c.starts)))])
+        span = slice(s, s + self.frames)
+        allowed = c.usable.copy()
+        allowed[max(s - 2, 0): s + self.frames + 2] = False
+        if not allowed.any():
+            allowed = c.usable
+        refs = choose_reference_frames(c.openness, allowed, self.k)
+        refs = np.resize(refs, self.k)  # a short clip may give fewer distinct frames: repeat them
+        shape = c.latents.shape[1:]
+        return {
+            "latents": c.latents[span].float(), "masked": c.masked[span].float(),
+            "motion": torch.from_numpy(c.motion[span].astype(np.float32)),
+            "reference": c.latents[torch.from_numpy(refs)].float(),
+            "noise": torch.from_numpy(rng.standard_normal(shape).astype(np.float32)),
+            "timestep": torch.tensor(int(rng.integers(0, DEFAULT_NOISE_SCHEDULE["num_train_timesteps"]))),
+        }
+
+
+class RendererLoss(nn.Module):
+    """One diffusion training step as a module (DDP sees the forward)."""
+
+    def __init__(self, model: LipRenderUNet) -> None:
+        super().__init__()
+        from diffusers import DDPMScheduler
+
+        self.model = model
+        scheduler = DDPMScheduler(**DEFAULT_NOISE_SCHEDULE)
+        self.register_buffer("alphas_cumprod", scheduler.alphas_cumprod.float().clone(), persistent=False)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        z, zm, motion, ref = batch["latents"], batch["masked"], batch["motion"], batch["reference"]
+        b, f, c, h, w = z.shape
+        split = h // 2
+        t = batch["timestep"].long()
+        a = self.alphas_cumprod[t].to(z.dtype)[:, None, None, None, None]
+        noise = batch["noise"][:, None].expand(b, f, c, h, w)
+        noisy_lower = a.sqrt() * z[..., split:, :] + (1 - a).sqrt() * noise[..., split:, :]
+        sample = torch.cat([zm[..., :split, :], noisy_lower], dim=3).flatten(0, 1)
+        eps_true = torch.cat([torch.zeros_like(noise[..., :split, :]), noise[..., split:, :]], dim=3).flatten(0, 1)
+        feats = self.model.encode_reference(ref)
+        feats = ReferenceFeatures([tok.repeat_interleave(f, dim=0) for tok in feats.tokens], feats.sizes)
+        masked = zm.flatten(0, 1) if self.model.config.use_masked_latent else None
+        eps = self.model(sample, t.repeat_interleave(f), motion.flatten(0, 1), masked_latent=masked,
+                         reference_features=feats)
+        return renderer_loss(eps, eps_true)
+
+
+def build_render_clips(data_dir, mouth, codec, window: int, frames: int, progress: bool = False) -> list[RenderClip]:
+    from tqdm import tqdm
+
+    out = []
+    for c in tqdm(load_dataset(data_dir, with_crops=True), desc="encode crops", disable=not progress):
+        a = c.analyse(mouth)
+        z, zm = encode_crops(codec, c.crops)
+        runs = np.convolve(c.usable.astype(int), np.ones(frames, int), mode="valid") == frames
+        out.append(RenderClip(z, zm, motion_windows(a.params, a.identity, a.rotations, window), c.usable,
+                              a.openness, np.flatnonzero(runs)))
+    return out
+
+
+def latent_stats(clips: list[RenderClip]) -> tuple[float, float]:
+    z = torch.cat([c.latents[:: max(len(c.latents) // 16, 1)].float() for c in clips])
+    return float(z.mean()), float(z.std())
+
+
+def build_renderer(config: RendererTrainConfig, vae, crop_size: int, identity_dim: int, scale: float,
+                   shift: float, vae_source: str) -> LipRenderUNet:
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    if crop_size % factor:
+        raise LipSyncInputError(f"crop size {crop_size} is not a multiple of the VAE's downsampling {factor}.")
+    vae_spec = {"latent_channels": int(vae.config.latent_channels), "downsample": factor, "source": vae_source}
+    return LipRenderUNet(latent_channels=int(vae.config.latent_channels), latent_size=crop_size // factor,
+                         crop_size=crop_size, latent_scale=scale, latent_shift=shift, identity_dim=identity_dim,
+                         num_train_timesteps=DEFAULT_NOISE_SCHEDULE["num_train_timesteps"], vae_spec=vae_spec,
+                         **config.model)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_renderer(
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: RendererTrainConfig,
+    vae_path: str | os.PathLike,
+    basis: str | os.PathLike | None = None,
+    resume: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train stage 2; writes ``out_dir/renderer.safetensors`` (EMA weights) and a copy of the VAE file."""
+    from diffusers.training_utils import EMAModel
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    run = out / "renderer_run"  # checkpoints, logs, config: apart per stage (several stages may share out)
+    accelerator = make_accelerator(config.mixed_precision, config.cpu)
+    seed_everything(config.seed + accelerator.process_index)
+    mouth = load_basis(basis or basis_path(data_dir))
+    vae = load_vae(vae_path, accelerator.device).eval().requires_grad_(False)
+    probe = DiffusersVAECodec(vae, 1.0, 0.0)
+    clips = build_render_clips(data_dir, mouth, probe, config.model.get("motion_window", 5), config.frames,
+                               progress and accelerator.is_main_process)
+    mean, std = latent_stats(clips)
+    scale = float(config.latent_scale) if config.latent_scale is not None else 1.0 / max(std, 1e-6)
+    shift = float(config.latent_shift) if config.latent_shift is not None else 0.0
+    for c in clips:  # latents as the renderer sees them: (z - shift) * scale
+        c.latents = ((c.latents.float() - shift) * scale).half()
+        c.masked = ((c.masked.float() - shift) * scale).half()
+    crop_size = int(load_dataset_meta_crop(data_dir))
+    model = build_renderer(config, vae, crop_size, mouth.identity_dim, scale, shift, str(vae_path))
+    module = RendererLoss(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.warmup, config.steps))
+    module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
+    ema = EMAModel(accelerator.unwrap_model(module).model.parameters(), decay=config.ema_decay)
+    ema.to(accelerator.device)
+    accelerator.register_for_checkpointing(ema)
+    start = 0
+    ckpt = resolve_resume(run, resume)
+    if ckpt is not None:
+        start = load_checkpoint(accelerator, ckpt)
+        accelerator.print(f"resumed from {ckpt} at step {start}")
+    sampler = RendererSampler(clips, config.frames, config.reference_images)
+    loader = accelerator.prepare(make_loader(sampler, config.seed, config.batch_size, accelerator.num_processes,
+                                             start, config.steps))
+    val = _collate([sampler(np.random.default_rng([config.seed, 10**9, i])) for i in range(config.val_samples)])
+    val = {k: v.to(accelerator.device) for k, v in val.items()}
+    log = LossLog(run, accelerator.is_main_process, config.log_every, config.steps, "renderer")
+    cfg = config_dict(config)
+    if accelerator.is_main_process:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "train_config.json").write_text(json.dumps({"stage": "renderer", "data": str(data_dir),
+                                                           "vae": str(vae_path), "latent_mean": mean,
+                                                           "latent_std": std, **cfg}, indent=1))
+    t0 = time.perf_counter()
+    step = start
+    module.train()
+    bar = tqdm(total=config.steps, initial=start, desc="train-renderer",
+               disable=not (progress and accelerator.is_main_process), unit="step")
+    for batch in loader:
+        with accelerator.autocast():
+            loss = module(batch)
+        accelerator.backward(loss)
+        if config.grad_clip:
+            accelerator.clip_grad_norm_(module.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.step(accelerator.unwrap_model(module).model.parameters())
+        values = {"loss": accelerator.reduce(loss.detach().float().reshape(1), "mean").item()}
+        if (step + 1) % log.every == 0 or step + 1 == config.steps or step == start:
+            values["val_loss"] = validation_loss(accelerator.unwrap_model(module), val, ema)
+        row = log.add(step, values, scheduler.get_last_lr()[0])
+        del row
+        step += 1
+        bar.update(1)
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
+            save_checkpoint(accelerator, run, step, cfg, config.keep_checkpoints)
+    bar.close()
+    accelerator.wait_for_everyone()
+    summary = {"steps": step, "seconds": round(time.perf_counter() - t0, 1), "latent_scale": scale,
+               "latent_shift": shift}
+    if accelerator.is_main_process:
+        save_checkpoint(accelerator, run, step, cfg, config.keep_checkpoints)
+        trained = accelerator.unwrap_model(module).model
+        ema.store(trained.parameters())
+        ema.copy_to(trained.parameters())
+        save_model(trained.eval(), out / "renderer.safetensors",
+                   extra={"trained_steps": step, "trained_on": str(data_dir), "weights": "ema", "train_config": cfg})
+        ema.restore(trained.parameters())
+        vae_file = Path(vae_path)
+        if vae_file.is_file() and vae_file.suffix == ".safetensors" and vae_file.resolve() != (out / "vae.safetensors"
+                                                                                             ).resolve():
+            shutil.copyfile(vae_file, out / "vae.safetensors")
+        (run / "train_summary.json").write_text(json.dumps(summary, indent=1))
+    accelerator.wait_for_everyone()
+    return summary
+
+
+def _collate(samples: list[dict]) -> dict:
+    return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+
+
+@torch.no_grad()
+def validation_loss(module: RendererLoss, batch: dict, ema=None) -> float:
+    """Loss of the (EMA) weights on fixed samples: same noise, same timesteps every time."""
+    model = module.model
+    was = model.training
+    model.eval()
+    if ema is not None:
+        ema.store(model.parameters())
+        ema.copy_to(model.parameters())
+    try:
+        return float(module(batch))
+    finally:
+        if ema is not None:
+            ema.restore(model.parameters())
+        model.train(was)
+
+
+def load_dataset_meta_crop(data_dir) -> int:
+    from .dataset import clip_paths, read_meta
+
+    return int(read_meta(clip_paths(data_dir)[0])["crop_size"])
