@@ -34,7 +34,8 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=d.steps, help=f"denoising steps (default {d.steps})")
     p.add_argument("--sampler", choices=sorted(SAMPLERS), default=d.sampler)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--chunk", type=int, default=d.chunk_size, help="frames rendered per batch (memory bound)")
+    p.add_argument("--chunk", type=int, default=d.chunk_size,
+                   help="frames per chunk, rounded up to blocks of 8 (memory, never the result)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=d.precision)
     p.add_argument("--models", type=Path, default=DEMO_MODELS, help="folder of the .safetensors models")

@@ -110,16 +110,22 @@ class LipSyncModels:
 
 @dataclass
 class RenderSettings:
-    """Stage-2 settings. The step count default is the measured one (docs/PERFORMANCE.md)."""
+    """Stage-2 settings. Sampler and steps are the measured defaults: the fewest steps whose LipLMD is
+    within 5% of 200 DDIM steps (benchmarks/bench_steps_quality.py, docs/PERFORMANCE.md)."""
 
-    sampler: str = "dpmpp_2m"
-    steps: int = 20
+    sampler: str = "ddim"
+    steps: int = 10
     seed: int = 0
-    chunk_size: int = 16
+    chunk_size: int = 16  # frames decoded, rendered and encoded per step of the stream (memory)
+    render_batch: int = 8  # frames per network batch, in blocks aligned to the output index
     precision: str = "fp32"
     color_match: float = 0.5
     reference_images: int = 3
     feather: float = 0.06
+
+    def io_chunk(self) -> int:
+        """``chunk_size`` rounded up to whole render blocks, so chunking never changes a frame."""
+        return -(-max(int(self.chunk_size), 1) // self.render_batch) * self.render_batch
 
 
 # ----------------------------------------------------------------------------- frames
@@ -355,41 +361,52 @@ class FrameRenderer:
         self.noise = shared_noise((c, h, w), self.settings.seed, self.device)
 
     def render(self, frames: np.ndarray, out_indices: np.ndarray, step_callback=None) -> tuple[np.ndarray, np.ndarray]:
-        """frames [n, H, W, 3] (the source frames of output frames ``out_indices``) -> (frames, masks [n, H, W])."""
+        """frames [n, H, W, 3] (the source frames of output frames ``out_indices``) -> (frames, masks [n, H, W]).
+
+        Frames go through the networks in blocks aligned to absolute output indices
+        (``settings.render_batch`` frames each): a frame is always computed in the same batch,
+        so the result is bit-identical for any chunking whose chunks hold whole blocks
+        (:meth:`RenderSettings.io_chunk`).
+        """
         track = self.analysis.track
         src = self.source_indices[out_indices]
         transforms = track.crop_transforms[src]
         usable = track.usable[src]
         size = self.models.renderer.config.crop_size
         out_crops = np.zeros((len(frames), size, size, 3), np.float32)
-        todo = np.flatnonzero(usable)
-        clock = self.stopwatch
-        if len(todo):
-            with clock("crop"):
-                crops = torch.from_numpy(warp_to_crops(frames[todo], transforms[todo], size))
-            renderer = self.models.renderer
-            with torch.inference_mode(), autocast_context(self.device, self.settings.precision):
-                with clock("vae encode"):
-                    context = self.codec.encode(mask_lower_half(crops)).to(self.device)
-                motion = self.windows[out_indices[todo]].to(self.device, context.dtype)
-                refs = self.reference_features
-
-                def denoiser(sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                    return renderer(sample, t, motion, masked_latent=context, reference_features=refs)
-
-                with clock("denoise"):
-                    latents = sample_lower_half(
-                        denoiser, context, self.noise, make_scheduler(self.settings.sampler), self.settings.steps,
-                        step_callback,
-                    )
-                with clock("vae decode"):
-                    out_crops[todo] = self.codec.decode(latents).float().cpu().numpy()
-        with clock("paste back"):
+        blocks = np.asarray(out_indices) // self.settings.render_batch
+        for block in np.unique(blocks):
+            todo = np.flatnonzero(usable & (blocks == block))
+            if len(todo):
+                out_crops[todo] = self._render_crops(frames[todo], transforms[todo], out_indices[todo], step_callback)
+        with self.stopwatch("paste back"):
             out, masks = paste_back(
                 frames, out_crops, transforms, landmarks=track.landmarks[src], usable=usable,
                 feather=self.settings.feather, color_match_strength=self.settings.color_match,
             )
         return out, masks
+
+    def _render_crops(self, frames, transforms, out_indices, step_callback) -> np.ndarray:
+        """One batch of usable frames -> generated face crops [n, S, S, 3] float 0..1."""
+        clock, renderer = self.stopwatch, self.models.renderer
+        with clock("crop"):
+            crops = torch.from_numpy(warp_to_crops(frames, transforms, renderer.config.crop_size))
+        with torch.inference_mode(), autocast_context(self.device, self.settings.precision):
+            with clock("vae encode"):
+                context = self.codec.encode(mask_lower_half(crops)).to(self.device)
+            motion = self.windows[out_indices].to(self.device, context.dtype)
+            refs = self.reference_features
+
+            def denoiser(sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                return renderer(sample, t, motion, masked_latent=context, reference_features=refs)
+
+            with clock("denoise"):
+                latents = sample_lower_half(
+                    denoiser, context, self.noise, make_scheduler(self.settings.sampler), self.settings.steps,
+                    step_callback,
+                )
+            with clock("vae decode"):
+                return self.codec.decode(latents).float().cpu().numpy()
 
 
 def reference_crops_from(source: FrameSource, analysis: FaceAnalysis, count: int, crop_size: int) -> np.ndarray:
@@ -480,10 +497,10 @@ def lipsync(
             reference_crops_from(video, analysis, settings.reference_images, crop_size), settings,
             stopwatch=clock,
         )
-    total = matched.num_frames
-    for start in range(0, total, settings.chunk_size):
+    total, chunk = matched.num_frames, settings.io_chunk()
+    for start in range(0, total, chunk):
         interrupt()
-        out_idx = np.arange(start, min(start + settings.chunk_size, total))
+        out_idx = np.arange(start, min(start + chunk, total))
         with clock("decode frames"):
             frames = video.get(matched.frame_indices[out_idx])
         out, masks = renderer.render(frames, out_idx)

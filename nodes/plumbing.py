@@ -21,18 +21,19 @@ FPS_WIDGET = (
 )  # fmt: skip
 VIDEO_INFO_INPUT = ("VHS_VIDEOINFO", {"tooltip": "VideoHelperSuite's video_info: its loaded_fps is used if fps is 0."})
 MODELS_INPUT = (gt.MODELS, {"tooltip": "From StyleLipSync Load Models."})
-SAMPLERS = ("dpmpp_2m", "ddim", "unipc", "euler")  # lipsync_core.render.sampling.SAMPLERS (contract-tested)
+SAMPLERS = ("ddim", "dpmpp_2m", "unipc", "euler")  # lipsync_core.render.sampling.SAMPLERS (contract-tested)
 LENGTH_POLICIES = ("trim_to_audio", "trim_to_video", "loop", "ping_pong", "pad_silence")  # audio.length's, reordered
 FACE_CHOICES = ("largest", "leftmost", "rightmost", "center", "identity")  # face.tracking's (contract-tested)
 GAP_POLICIES = ("interpolate", "passthrough")
 
 RENDER_WIDGETS: dict[str, tuple] = {
-    "sampler": (list(SAMPLERS), {"default": "dpmpp_2m", "tooltip": "Diffusion sampler of the face renderer."}),
-    "steps": ("INT", {"default": 20, "min": 1, "max": 200, "tooltip": "Denoising steps (20 is the measured default)."}),
+    "sampler": (list(SAMPLERS), {"default": "ddim", "tooltip": "Diffusion sampler of the face renderer."}),
+    "steps": ("INT", {"default": 10, "min": 1, "max": 200, "tooltip": "Denoising steps (10 is the measured default)."}),
     "seed": ("INT", {"default": 0, "min": 0, "max": 2**32 - 1, "control_after_generate": True,
                      "tooltip": "The one initial noise shared by every frame; same seed, same video."}),
     "chunk_size": ("INT", {"default": 16, "min": 1, "max": 512,
-                           "tooltip": "Frames rendered per batch: memory, never the result, depends on it."}),
+                           "tooltip": "Frames per chunk, rounded up to blocks of 8: memory, never the result, "
+                           "depends on it."}),
 }  # fmt: skip
 
 

@@ -103,10 +103,11 @@ class StyleLipSyncRender:
             renderer = pipeline.FrameRenderer(
                 ready, ready.codec(codec), analysis, motion, np.arange(total), refs, settings
             )
-            for start in range(0, total, settings.chunk_size):
+            chunk = settings.io_chunk()  # whole render blocks: chunking never changes a frame
+            for start in range(0, total, chunk):
                 check_interrupted()
                 models.ready()  # model management may have moved them between chunks
-                idx = np.arange(start, min(start + settings.chunk_size, total))
+                idx = np.arange(start, min(start + chunk, total))
                 # Cancel is also honoured between denoising steps: a long chunk never delays it
                 out[idx], masks[idx] = renderer.render(frames[idx], idx, lambda _step: check_interrupted())
                 bar.set(int(idx[-1]) + 1)

@@ -73,3 +73,12 @@ def test_vae_with_other_latent_channels_is_refused(models):
     other = AutoencoderKL(latent_channels=16, block_out_channels=(16,), norm_num_groups=8)
     with pytest.raises(LipSyncInputError, match="16-channel latents"):
         models.codec(DiffusersVAECodec(other, 1.0))
+
+
+def test_node_render_defaults_are_the_pipeline_defaults():
+    from nodes.plumbing import RENDER_WIDGETS
+
+    defaults = RenderSettings()
+    assert RENDER_WIDGETS["sampler"][1]["default"] == defaults.sampler
+    assert RENDER_WIDGETS["steps"][1]["default"] == defaults.steps
+    assert RENDER_WIDGETS["chunk_size"][1]["default"] == defaults.chunk_size
