@@ -95,8 +95,10 @@ def lipsync_assets(comfy_path):
     for name, source in INPUT_FILES.items():
         dest = comfy_path / "input" / name
         if not dest.exists():
-            shutil.copy(root / source, dest)
             added.append(dest)
+        # a copy left from an older checkout is replaced: the demo clips are regenerated now and then
+        if not dest.exists() or dest.read_bytes() != (root / source).read_bytes():
+            shutil.copy(root / source, dest)
     yield {"input": comfy_path / "input"}
     for path in added:
         path.unlink(missing_ok=True)

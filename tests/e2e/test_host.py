@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from comfy_client import ComfyError, ui_to_api
+from comfy_client import ComfyError, cached_nodes, elapsed_seconds, ui_to_api
 from workflow_check import check_workflow, pack_object_info, workflow_files
 
 from lipsync_core.weights import save_tensors
@@ -107,6 +107,7 @@ def test_every_example_workflow_runs(comfy_host, lipsync_assets, path):
     entry = comfy_host.run(ui_to_api(workflow, comfy_host.object_info(refresh=True)), timeout=600)
     assert entry["status"]["status_str"] == "success"
     assert entry["outputs"], "no output node produced anything"
+    print(f"\n{path.stem}: {elapsed_seconds(entry):.1f} s on the host, {len(cached_nodes(entry))} nodes cached")
 
 
 def test_example_workflows_are_in_the_template_browser(comfy_host):
