@@ -13,13 +13,14 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from comfy_client import cached_nodes, elapsed_seconds, error_message, ui_to_api, was_interrupted
 from media import probe
 from workflow_check import workflow_files
 
 from lipsync_core.audio import duration_frames
-from lipsync_core.media import probe_video
+from lipsync_core.media import probe_video, read_video
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "lipsync_core" / "assets" / "demo"
@@ -53,13 +54,20 @@ def _check_video_length(comfy_host, entry: dict, tmp_path: Path) -> None:
     video = probe_video(DEMO / "video.mp4")
     audio_seconds = probe(DEMO / "target.wav")["audio_seconds"]
     [item] = _videos(entry)
-    got = probe(comfy_host.fetch_output(item, tmp_path / Path(item["filename"]).name))
+    saved = comfy_host.fetch_output(item, tmp_path / Path(item["filename"]).name)
+    got = probe(saved)
     assert got["fps"] == pytest.approx(video.fps, abs=1e-3)  # from the graph, never a default
     # the frames that cover the audio (its last partial frame included), the audio padded to exactly those frames
     frames = duration_frames(round(audio_seconds * 48000), 48000, video.fps)
     assert got["frames"] == frames == 46 and video.frame_count == 52
     assert got["audio_seconds"] == pytest.approx(frames / video.fps, abs=1.0 / video.fps), got  # AAC pads < 1 frame
     assert got["audio_seconds"] >= audio_seconds
+    # only the lower face is repainted: the upper third is the input's (h264 twice: a few levels of noise)
+    rendered, _ = read_video(saved)
+    source, _ = read_video(DEMO / "video.mp4")
+    top = rendered.shape[1] // 3
+    upper_error = np.abs(rendered[:, :top].astype(np.float32) - source[:frames, :top]).mean()
+    assert upper_error < 5.0, f"the frames outside the mouth differ from the input video's ({upper_error:.1f})"
 
 
 @pytest.mark.parametrize("path", LIPSYNC_WORKFLOWS, ids=lambda p: p.stem)
