@@ -124,3 +124,22 @@ def tiny_models_in_folder(host_models_dir):
             dest.write_bytes(source.read_bytes())
             names[source.stem] = dest.name
     return names
+
+
+@pytest.fixture(scope="session")
+def example_runs(comfy_host, lipsync_assets):
+    """``run(path) -> history entry`` of an example workflow as shipped, run once per session: the tests that check
+    that it runs and what it wrote share the run (each lip-sync example takes seconds to a minute on a busy CPU)."""
+    import json
+
+    from comfy_client import ui_to_api
+
+    entries: dict[Path, dict] = {}
+
+    def run(path: Path) -> dict:
+        if path not in entries:
+            workflow = json.loads(path.read_text(encoding="utf-8"))
+            entries[path] = comfy_host.run(ui_to_api(workflow, comfy_host.object_info(refresh=True)), timeout=600)
+        return entries[path]
+
+    return run
