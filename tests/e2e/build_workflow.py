@@ -38,19 +38,18 @@ INPUT_FILES = {  # name in ComfyUI/input -> file of the pack (tests copy them; u
     DEMO_AUDIO: "lipsync_core/assets/demo/target.wav",
     DEMO_OTHER_STYLE: "lipsync_core/assets/demo/other_style.mp4",
 }
-MODEL_WIDGETS = {  # the models-folder files; "demo (shipped)" once the demo weights are in the pack
-    "motion_model": "motion.safetensors", "renderer": "renderer.safetensors",
-    "mouth_model": "mouth_model.safetensors", "vae": "vae.safetensors",
-}  # fmt: skip
-FAST = {"steps": 3, "chunk_size": 16}  # CPU-friendly; raise steps to 20 on a GPU
+DEMO_MODELS = "demo (shipped)"  # lipsync_core/assets/demo_models/, shipped with the pack
+MODEL_WIDGETS = {"motion_model": DEMO_MODELS, "renderer": DEMO_MODELS, "mouth_model": DEMO_MODELS, "vae": DEMO_MODELS}
+FAST = {"steps": 10, "chunk_size": 16}  # the demo renderer's 16x16 latent: 10 steps run in seconds on a CPU
 COPY_INPUTS = (
     "Inputs: copy video.mp4, target.wav and other_style.mp4 from custom_nodes/<this pack>/lipsync_core/assets/demo "
     "into ComfyUI/input as stylelipsync_demo_video.mp4, stylelipsync_demo_target.wav and "
     "stylelipsync_demo_other_style.mp4."
 )
 MODELS_NOTE = (
-    "Models: put motion, renderer, mouth_model and vae .safetensors in ComfyUI/models/stylelipsync (or pick "
-    "'demo (shipped)' when the pack ships its demo weights)."
+    "Models: 'demo (shipped)' are the pack's small demo weights (lipsync_core/assets/demo_models). Your own "
+    "motion, renderer, mouth_model and vae .safetensors go in ComfyUI/models/stylelipsync and appear in the same "
+    "lists. Steps: 10 is enough for the demo renderer; raise it for larger models."
 )
 NOTE_DEMO = (
     "StyleLipSync demo: the modular chain\n\n"

@@ -81,28 +81,65 @@ def host_models_dir(comfy_path):
 @pytest.fixture(scope="session")
 def lipsync_assets(comfy_path):
     """What the lip-sync example workflows load: the demo clips in ComfyUI/input under the names the workflows
-    use, and models in models/stylelipsync (tiny random ones, the same file format, until the pack ships its
-    demo weights). Only files this fixture added are removed afterwards."""
+    use. Their models are the pack's shipped demo weights ("demo (shipped)"), so nothing goes into
+    models/stylelipsync. Only files this fixture added are removed afterwards."""
     import shutil
 
-    from build_workflow import INPUT_FILES, MODEL_WIDGETS
+    from build_workflow import INPUT_FILES
 
     root = HERE.parents[1]
+    if not all((root / "lipsync_core" / "assets" / "demo_models" / f"{k}.safetensors").is_file()
+               for k in ("motion", "renderer", "mouth_model", "vae")):  # fmt: skip
+        pytest.skip("the demo weights (lipsync_core/assets/demo_models) are not in this checkout")
     added: list[Path] = []
     for name, source in INPUT_FILES.items():
         dest = comfy_path / "input" / name
         if not dest.exists():
-            shutil.copy(root / source, dest)
             added.append(dest)
-    models = comfy_path / "models" / "stylelipsync"
-    models.mkdir(parents=True, exist_ok=True)
-    if not all((models / name).exists() for name in MODEL_WIDGETS.values()):
-        sys.path.insert(0, str(root))
-        from tests.tiny_models import save_models, tiny_models
-
-        before = set(models.iterdir())
-        save_models(tiny_models(), models)
-        added += sorted(set(models.iterdir()) - before)
-    yield {"input": comfy_path / "input", "models": models}
+        # a copy left from an older checkout is replaced: the demo clips are regenerated now and then
+        if not dest.exists() or dest.read_bytes() != (root / source).read_bytes():
+            shutil.copy(root / source, dest)
+    yield {"input": comfy_path / "input"}
     for path in added:
         path.unlink(missing_ok=True)
+
+
+TINY_PREFIX = "e2e-tiny-"
+
+
+@pytest.fixture
+def tiny_models_in_folder(host_models_dir):
+    """Tiny random models (tests/tiny_models.py) as models-folder files ``e2e-tiny-<kind>.safetensors``, for the
+    test that picks models from models/stylelipsync instead of the shipped demo weights; removed afterwards."""
+    import tempfile
+
+    sys.path.insert(0, str(HERE.parents[1]))
+    from tests.tiny_models import save_models, tiny_models
+
+    names = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        save_models(tiny_models(), Path(tmp))
+        for source in sorted(Path(tmp).glob("*.safetensors")):
+            dest = host_models_dir / f"{TINY_PREFIX}{source.name}"
+            dest.write_bytes(source.read_bytes())
+            names[source.stem] = dest.name
+    return names
+
+
+@pytest.fixture(scope="session")
+def example_runs(comfy_host, lipsync_assets):
+    """``run(path) -> history entry`` of an example workflow as shipped, run once per session: the tests that check
+    that it runs and what it wrote share the run (each lip-sync example takes seconds to a minute on a busy CPU)."""
+    import json
+
+    from comfy_client import ui_to_api
+
+    entries: dict[Path, dict] = {}
+
+    def run(path: Path) -> dict:
+        if path not in entries:
+            workflow = json.loads(path.read_text(encoding="utf-8"))
+            entries[path] = comfy_host.run(ui_to_api(workflow, comfy_host.object_info(refresh=True)), timeout=600)
+        return entries[path]
+
+    return run

@@ -1,6 +1,7 @@
 """The lip-sync nodes on a real host: the example workflows' videos, model reuse across runs, cancelling a render.
 
-Tiny random models (tests/tiny_models.py) stand in for the demo weights; the clips are the pack's demo clips.
+The workflows run the pack's shipped demo weights ("demo (shipped)"); one test picks tiny random models
+(tests/tiny_models.py) from models/stylelipsync instead. The clips are the pack's demo clips.
 The new speech (target.wav, 1.80 s) is shorter than the video (52 frames at 25 fps); every workflow uses
 "trim_to_audio", so the output has the frames that cover the audio (46) and the audio, padded to those frames.
 """
@@ -12,13 +13,14 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from comfy_client import cached_nodes, elapsed_seconds, error_message, ui_to_api, was_interrupted
 from media import probe
 from workflow_check import workflow_files
 
 from lipsync_core.audio import duration_frames
-from lipsync_core.media import probe_video
+from lipsync_core.media import probe_video, read_video
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "lipsync_core" / "assets" / "demo"
@@ -48,19 +50,43 @@ def _videos(entry: dict) -> list[dict]:
     return [i for i in items if "-audio" in i["filename"]] or items
 
 
-@pytest.mark.parametrize("path", LIPSYNC_WORKFLOWS, ids=lambda p: p.stem)
-def test_workflow_video_has_the_audio_length_at_the_input_fps(comfy_host, lipsync_assets, path, tmp_path):
+def _check_video_length(comfy_host, entry: dict, tmp_path: Path) -> None:
     video = probe_video(DEMO / "video.mp4")
     audio_seconds = probe(DEMO / "target.wav")["audio_seconds"]
-    entry = comfy_host.run(_prompt(comfy_host, path.stem), timeout=600)
     [item] = _videos(entry)
-    got = probe(comfy_host.fetch_output(item, tmp_path / Path(item["filename"]).name))
+    saved = comfy_host.fetch_output(item, tmp_path / Path(item["filename"]).name)
+    got = probe(saved)
     assert got["fps"] == pytest.approx(video.fps, abs=1e-3)  # from the graph, never a default
     # the frames that cover the audio (its last partial frame included), the audio padded to exactly those frames
     frames = duration_frames(round(audio_seconds * 48000), 48000, video.fps)
     assert got["frames"] == frames == 46 and video.frame_count == 52
     assert got["audio_seconds"] == pytest.approx(frames / video.fps, abs=1.0 / video.fps), got  # AAC pads < 1 frame
     assert got["audio_seconds"] >= audio_seconds
+    # only the lower face is repainted: the upper third is the input's (h264 twice: a few levels of noise)
+    rendered, _ = read_video(saved)
+    source, _ = read_video(DEMO / "video.mp4")
+    top = rendered.shape[1] // 3
+    upper_error = np.abs(rendered[:, :top].astype(np.float32) - source[:frames, :top]).mean()
+    assert upper_error < 5.0, f"the frames outside the mouth differ from the input video's ({upper_error:.1f})"
+
+
+@pytest.mark.parametrize("path", LIPSYNC_WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_video_has_the_audio_length_at_the_input_fps(comfy_host, example_runs, path, tmp_path):
+    entry = example_runs(path)  # the run test_host.py checks too, when both run in one session
+    _check_video_length(comfy_host, entry, tmp_path)
+    print(f"\n{path.stem}: {elapsed_seconds(entry):.1f} s on the host, {len(cached_nodes(entry))} nodes cached")
+
+
+def test_models_from_the_models_folder_render_too(comfy_host, lipsync_assets, tiny_models_in_folder, tmp_path):
+    """Load Models with files of models/stylelipsync (tiny random ones) instead of the shipped demo weights."""
+    prompt = _prompt(comfy_host, "stylelipsync_3_core_video_all_in_one")
+    loader = _node(prompt, "StyleLipSyncLoadModels")
+    widgets = {"motion_model": "motion", "renderer": "renderer", "mouth_model": "mouth_model", "vae": "vae"}
+    prompt[loader]["inputs"].update({w: tiny_models_in_folder[kind] for w, kind in widgets.items()})
+    entry = comfy_host.run(prompt, timeout=600)
+    _check_video_length(comfy_host, entry, tmp_path)
+    loads = comfy_host.request("GET", "/stylelipsync/cache")["loads"]
+    assert any(k.endswith("models/stylelipsync/" + tiny_models_in_folder["renderer"]) for k in loads), loads
 
 
 def _with_render(prompt: dict, **inputs) -> dict:
@@ -70,7 +96,9 @@ def _with_render(prompt: dict, **inputs) -> dict:
 
 
 def _model_loads(client) -> int:
-    return sum(v for k, v in client.request("GET", "/stylelipsync/cache")["loads"].items() if "stylelipsync" in k)
+    """Real reads of model files (not Model Info's header reads)."""
+    loads = client.request("GET", "/stylelipsync/cache")["loads"]
+    return sum(n for key, n in loads.items() if not key.startswith("header:"))
 
 
 def test_render_twice_reuses_the_loaded_models(comfy_host, lipsync_assets):
@@ -78,7 +106,7 @@ def test_render_twice_reuses_the_loaded_models(comfy_host, lipsync_assets):
     render = _node(base, "StyleLipSyncRender")
     first = comfy_host.run(_with_render(base, seed=int(time.time()) % 10**6), timeout=600)
     loads = comfy_host.request("GET", "/stylelipsync/cache")["loads"]
-    assert any("models/stylelipsync/renderer.safetensors" in k for k in loads), loads
+    assert any(k.endswith("assets/demo_models/renderer.safetensors") for k in loads), loads
     before = _model_loads(comfy_host)
     second = comfy_host.run(_with_render(base, seed=int(time.time()) % 10**6 + 1), timeout=600)
     assert render not in cached_nodes(second), "the render node did not run again"
