@@ -165,6 +165,8 @@ class VideoFileFrames(FrameSource):
     Only the frames of the requested range are held, so memory is bounded by the chunk.
     """
 
+    REREAD_WINDOW = 64  # frames; a requested range up to this long is kept for a re-read
+
     def __init__(self, path: str | os.PathLike, what: str = "video") -> None:
         self.path = Path(path)
         self.what = what
@@ -196,13 +198,17 @@ class VideoFileFrames(FrameSource):
             self._restart()
         while self._pos < lo:
             self._next_frame()
+        wanted = {int(i) for i in indices}
+        keep_range = hi - lo < self.REREAD_WINDOW  # a chunk: keep it so a loop or ping-pong can revisit it
         held = {}
         while self._pos <= hi:
             i = self._pos
-            held[i] = self._next_frame()
-        # keep the range readable again without a restart (a loop or ping-pong revisits it)
-        self._pending = [held[i] for i in range(lo, hi + 1)] + self._pending
-        self._pos = lo
+            frame = self._next_frame()
+            if keep_range or i in wanted:  # frames spread over the video (references): only those
+                held[i] = frame
+        if keep_range:
+            self._pending = [held[i] for i in range(lo, hi + 1)] + self._pending
+            self._pos = lo
         return np.stack([held[int(i)] for i in indices])
 
 

@@ -82,3 +82,19 @@ def test_node_render_defaults_are_the_pipeline_defaults():
     assert RENDER_WIDGETS["sampler"][1]["default"] == defaults.sampler
     assert RENDER_WIDGETS["steps"][1]["default"] == defaults.steps
     assert RENDER_WIDGETS["chunk_size"][1]["default"] == defaults.chunk_size
+
+
+def test_video_file_frames_serve_any_order_and_hold_only_what_was_asked(tmp_path):
+    from lipsync_core.media import VideoWriter, read_video
+    from lipsync_core.pipeline import VideoFileFrames
+
+    frames = (np.arange(90, dtype=np.uint8)[:, None, None, None] * 2 + np.zeros((1, 32, 48, 3), np.uint8))
+    with VideoWriter(tmp_path / "ramp.mp4", 30.0) as writer:
+        writer.write(frames)
+    decoded, _ = read_video(tmp_path / "ramp.mp4")
+    source = VideoFileFrames(tmp_path / "ramp.mp4")
+    spread = np.array([3, 44, 88])  # reference frames across the whole video: only these are kept
+    assert np.array_equal(source.get(spread), decoded[spread])
+    assert len(source._pending) <= 16  # not the 86 frames in between
+    for chunk in ([0, 1, 2, 3], [4, 5, 6, 7], [7, 6, 5, 4], [2, 1, 0], [80, 81, 82]):  # ping-pong, loop, jump
+        assert np.array_equal(source.get(np.array(chunk)), decoded[chunk])
