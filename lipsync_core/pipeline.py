@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .audio import TARGET_RATE, compute_features, load_audio_file
+from .audio.features import CONTEXT, N_MELS
 from .audio.length import match_length
 from .face import FaceTracker, paste_back, warp_to_crops
 from .media import VideoWriter, iter_video_frames, probe_video
@@ -265,7 +266,7 @@ def audio_features(wave: np.ndarray, fps: float, num_frames: int, spec: FeatureS
         )
     extra = spec.extra
     feats = compute_features(
-        wave, fps, num_frames, n_mels=extra.get("n_mels", spec.dims), context=extra.get("context", 1)
+        wave, fps, num_frames, n_mels=extra.get("n_mels", N_MELS), context=extra.get("context", CONTEXT)
     )
     feats.spec.check_compatible(spec)
     return feats
