@@ -118,20 +118,20 @@ def test_files_round_trip_and_cli_is_byte_identical(tmp_path, clip):
         assert [s.type for s in f.streams] == ["video", "audio"]
         assert f.streams.audio[0].codec_context.name == "aac"
 
-    # the CLI in this process and in a fresh one write the same bytes
+    # the CLI in this process and in a fresh one with two worker processes write the same bytes
     from lipsync_core.synthetic.cli import main
 
-    args = ["--speakers", "1", "--clips", "1", "--seed", "3", "--size", "96", "--sentences-per-clip", "1"]
+    args = ["--speakers", "1", "--clips", "2", "--seed", "3", "--size", "96", "--sentences-per-clip", "1"]
     assert main(["--out", str(tmp_path / "a"), *args]) == 0
-    subprocess.run([sys.executable, "-m", "lipsync_core.synthetic", "--out", str(tmp_path / "b"), *args],
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "lipsync_core.synthetic", "--out", str(tmp_path / "b"), *args,
+                    "--workers", "2"], check=True, capture_output=True)
     outs = [sorted(p for p in (tmp_path / name).rglob("*") if p.is_file()) for name in ("a", "b")]
     assert [p.name for p in outs[0]] == [p.name for p in outs[1]]
-    assert len(outs[0]) == 6  # speakers.json, manifest.json, mp4, wav, json, truth.npz
+    assert len(outs[0]) == 10  # speakers.json, manifest.json, 2 x (mp4, wav, json, truth.npz)
     for p, q in zip(*outs, strict=True):
         assert p.read_bytes() == q.read_bytes(), p.name
     rows = list_clips(tmp_path / "a")
-    assert len(rows) == 1 and all(rows[0][k].is_file() for k in ("video", "wav", "json", "truth"))
+    assert len(rows) == 2 and all(rows[0][k].is_file() for k in ("video", "wav", "json", "truth"))
     with pytest.raises(LipSyncInputError, match="manifest"):
         list_clips(tmp_path)
 

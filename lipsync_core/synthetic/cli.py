@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--sentences-per-clip", type=int, default=2, help="sentences spoken in one clip")
     parser.add_argument("--shared-sentences", action="store_true",
                         help="every speaker says the same sentences (clip j of each speaker has the same text)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes; every clip has its own seed, so the output does not depend on this")
     parser.set_defaults(func=run)
     return parser
 
@@ -35,11 +37,28 @@ def clip_sentence(seed: int, speaker_index: int, clip_index: int, per_clip: int,
     return " ".join(make_sentence(rng) for _ in range(per_clip))
 
 
+def _write_one(speaker, out: str, seed: int, index: int, clip_index: int, per_clip: int, shared: bool,
+               fps: float, size: int) -> dict:
+    """Generate and write one clip; its manifest row. Module-level so worker processes can run it."""
+    from .clip import generate_clip
+    from .io import write_clip
+
+    text = clip_sentence(seed, index, clip_index, per_clip, shared)
+    clip_seed = int(np.random.SeedSequence([seed, index, clip_index]).generate_state(1)[0])
+    clip = generate_clip(speaker, text, seed=clip_seed, fps=fps, size=size)
+    clip_id = f"clip{clip_index:04d}"
+    write_clip(clip, Path(out), clip_id)
+    return {"speaker_id": speaker.speaker_id, "clip_id": clip_id, "sentence": text, "n_frames": clip.n_frames,
+            "fps": clip.fps, "video": f"{speaker.speaker_id}/{clip_id}.mp4"}
+
+
 def run(args: argparse.Namespace) -> int:
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
     from tqdm import tqdm
 
-    from .clip import generate_clip, make_speakers
-    from .io import write_clip
+    from .clip import make_speakers
 
     if args.clips < 1 or args.sentences_per_clip < 1:
         raise LipSyncInputError("--clips and --sentences-per-clip must be at least 1")
@@ -47,21 +66,22 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     speakers = make_speakers(args.speakers, args.seed)
     (out / "speakers.json").write_text(json.dumps([s.to_dict() for s in speakers], indent=1))
+    jobs = [(speaker, str(out), args.seed, i, j, args.sentences_per_clip, args.shared_sentences, args.fps, args.size)
+            for i, speaker in enumerate(speakers) for j in range(args.clips)]
     manifest, frames, t0 = [], 0, time.perf_counter()
-    with tqdm(total=len(speakers) * args.clips, desc="puppet clips", unit="clip") as bar:
-        for i, speaker in enumerate(speakers):
-            for j in range(args.clips):
-                text = clip_sentence(args.seed, i, j, args.sentences_per_clip, args.shared_sentences)
-                clip_seed = int(np.random.SeedSequence([args.seed, i, j]).generate_state(1)[0])
-                clip = generate_clip(speaker, text, seed=clip_seed, fps=args.fps, size=args.size)
-                clip_id = f"clip{j:04d}"
-                write_clip(clip, out, clip_id)
-                frames += clip.n_frames
-                manifest.append({"speaker_id": speaker.speaker_id, "clip_id": clip_id, "sentence": text,
-                                 "n_frames": clip.n_frames, "fps": clip.fps,
-                                 "video": f"{speaker.speaker_id}/{clip_id}.mp4"})
+    workers = max(1, min(int(getattr(args, "workers", 1)), len(jobs)))
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
+    try:
+        rows = pool.map(_write_one, *zip(*jobs, strict=True)) if pool else (_write_one(*job) for job in jobs)
+        with tqdm(total=len(jobs), desc="puppet clips", unit="clip") as bar:
+            for row in rows:  # in job order whatever the worker count: the manifest is reproducible
+                manifest.append(row)
+                frames += row["n_frames"]
                 bar.update(1)
                 bar.set_postfix(fps=f"{frames / (time.perf_counter() - t0):.0f}")
+    finally:
+        if pool:
+            pool.shutdown()
     (out / "manifest.json").write_text(json.dumps({"seed": args.seed, "fps": args.fps, "size": args.size,
                                                    "clips": manifest}, indent=1))
     seconds = frames / args.fps

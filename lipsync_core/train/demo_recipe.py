@@ -8,15 +8,23 @@ for comparison, and with ``--export`` copies the four files (pipeline.MODEL_FILE
 ``lipsync_core/assets/demo_models/``. Every stage prints its wall time; ``recipe_summary.json`` keeps them.
 ``--scale 0.05`` runs the same recipe with 5% of the steps (a smoke run); ``--resume`` continues
 interrupted training stages from their latest checkpoints (finished stages are skipped).
+
+``--jobs 2`` (default) uses both cores of a small CPU machine as two single-threaded lanes: the puppet clips
+are written by two processes, and stage 1 (with its ``none`` twin) trains in a second process while the VAE
+and the renderer train in this one. The lanes share nothing but the prepared data, and every stage seeds
+itself, so the weights do not depend on the lane layout.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
+from multiprocessing import get_context
 from pathlib import Path
 
 from ..pipeline import MODEL_FILES
@@ -61,10 +69,36 @@ class Stages:
         print(f"== {name}: {self.times[name]:.1f} s (total {time.perf_counter() - self.t0:.0f} s)", flush=True)
         return result
 
+    @property
+    def wall(self) -> float:
+        return round(time.perf_counter() - self.t0, 1)
+
+
+def _lane_threads(jobs: int) -> int:
+    """Torch threads per lane: the cores split between the lanes (OMP contention costs more than it gives)."""
+    return max(1, (os.cpu_count() or 1) // max(jobs, 1))
+
+
+def _motion_lane(work: Path, d_train: Path, models: Path, motion_cfg, none_cfg, resume: str | None,
+                 threads: int | None = None, progress: bool = True) -> tuple[dict, int]:
+    """Stage 1 and (optionally) its no-reference twin, in the main process or a lane process: (times, pid)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    st = Stages(work)
+    st.run("train-motion", lambda: train_motion(d_train, models, motion_cfg, resume=resume, progress=progress),
+           models / "motion.safetensors")
+    if none_cfg is not None:
+        st.run("train-motion (none)", lambda: train_motion(d_train, work / "motion_none", none_cfg, resume=resume,
+                                                           progress=progress),
+               work / "motion_none" / "motion.safetensors")
+    return st.times, os.getpid()
+
 
 def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: str = "track", workers: int = 2,
                compare_none: bool = True, resume: bool = False, data: dict | None = None,
-               stage_steps: dict | None = None) -> dict:
+               stage_steps: dict | None = None, jobs: int = 2) -> dict:
     data = {**DEMO_DATA, **(data or {})}
     stage_steps = stage_steps or {}
     work.mkdir(parents=True, exist_ok=True)
@@ -74,9 +108,9 @@ def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: 
     models = work / "models"
     st.run("puppet data", lambda: (
         make_puppet_videos(videos_train, data["train_speakers"], data["train_clips"], 0, data["size"],
-                           data["sentences_per_clip"]),
+                           data["sentences_per_clip"], workers=max(jobs, 1)),
         make_puppet_videos(videos_test, data["test_speakers"], data["test_clips"], 1, data["size"],
-                           data["sentences_per_clip"])))
+                           data["sentences_per_clip"], workers=max(jobs, 1))))
     options = PrepareOptions(crop_size=data["crop_size"], landmarks=landmarks)
     st.run("prepare", lambda: (prepare(videos_train, d_train, options, workers),
                                prepare(videos_test, d_test, options, workers)))
@@ -85,11 +119,27 @@ def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: 
     vae_cfg = _steps(VAETrainConfig.preset("demo"), scale, stage_steps.get("vae"))
     motion_cfg = _steps(MotionTrainConfig.preset("demo"), scale, stage_steps.get("motion"))
     renderer_cfg = _steps(RendererTrainConfig.preset("demo"), scale, stage_steps.get("renderer"))
+    none_cfg = replace(motion_cfg, model={**motion_cfg.model, "reference_mode": "none"}) if compare_none else None
+    lane = None
+    if jobs >= 2:  # stage 1 in a second process, VAE -> renderer here
+        import torch
+
+        threads = _lane_threads(jobs)
+        torch.set_num_threads(threads)
+        print(f"== lanes: stage 1 in a second process, VAE -> renderer here ({threads} thread(s) each)", flush=True)
+        pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"))
+        lane = pool.submit(_motion_lane, work, d_train, models, motion_cfg, none_cfg, again, threads, False)
+    t_lanes = time.perf_counter()
     st.run("train-vae", lambda: train_vae(d_train, work / "vae", vae_cfg, again), work / "vae" / "vae.safetensors")
-    st.run("train-motion", lambda: train_motion(d_train, models, motion_cfg, resume=again),
-           models / "motion.safetensors")
     st.run("train-renderer", lambda: train_renderer(d_train, models, renderer_cfg, work / "vae" / "vae.safetensors",
                                                     resume=again), models / "renderer.safetensors")
+    if lane is not None:
+        lane_times, lane_pid = lane.result()
+        pool.shutdown()
+        st.times["training wall (lanes)"] = round(time.perf_counter() - t_lanes, 1)
+    else:
+        lane_times, lane_pid = _motion_lane(work, d_train, models, motion_cfg, none_cfg, again)
+    st.times.update(lane_times)
     report = st.run("eval", lambda: evaluate(models, d_test, EvalOptions(reference_frames=128, render_frames=8)))
     (work / "eval.json").write_text(json.dumps(report, indent=1))
     (work / "eval.md").write_text(report["markdown"])
@@ -98,9 +148,6 @@ def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: 
                "data": data, "eval": {k: v for k, v in report["motion"].items() if k != "per_clip"},
                "render": report["render"]}
     if compare_none:
-        none_cfg = replace(motion_cfg, model={**motion_cfg.model, "reference_mode": "none"})
-        st.run("train-motion (none)", lambda: train_motion(d_train, work / "motion_none", none_cfg, resume=again),
-               work / "motion_none" / "motion.safetensors")
         none_report = st.run("eval (none)", lambda: evaluate(models, d_test, EvalOptions(render_frames=0),
                                                              work / "motion_none" / "motion.safetensors"))
         summary["none"] = {k: v for k, v in none_report["motion"].items() if k != "per_clip"}
@@ -110,7 +157,9 @@ def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: 
             shutil.copyfile(models / name, DEMO_MODELS / name)
         summary["exported"] = {name: (DEMO_MODELS / name).stat().st_size for name in MODEL_FILES.values()}
     summary["stage_seconds"] = st.times
-    summary["total_seconds"] = round(sum(st.times.values()), 1)
+    summary["jobs"] = jobs
+    summary["stage1_pid"], summary["pid"] = lane_pid, os.getpid()
+    summary["total_seconds"] = st.wall  # wall clock: with lanes, stage times overlap
     (work / "recipe_summary.json").write_text(json.dumps(summary, indent=1))
     print(report["markdown"])
     if compare_none:
@@ -129,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--landmarks", default="track", choices=("track", "truth"),
                    help="track the puppet videos like real ones (default) or read their exact mesh")
     p.add_argument("--workers", type=int, default=2, help="prepare processes")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="parallel lanes: puppet-clip writers, and stage 1 trained beside VAE -> renderer (1: in turn)")
     p.add_argument("--no-compare-none", action="store_true", help="skip training the no-reference variant")
     p.add_argument("--resume", action="store_true", help="continue interrupted training stages")
     p.add_argument("--vae-steps", type=int, help="override the VAE's steps")
@@ -139,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     run_recipe(args.work, args.scale, args.export, args.landmarks, args.workers, not args.no_compare_none,
                args.resume, {"train_speakers": args.train_speakers, "train_clips": args.train_clips},
-               {"vae": args.vae_steps, "motion": args.motion_steps, "renderer": args.renderer_steps})
+               {"vae": args.vae_steps, "motion": args.motion_steps, "renderer": args.renderer_steps}, args.jobs)
     return 0
 
 

@@ -15,7 +15,7 @@ from ..types import LipSyncInputError
 
 
 def make_puppet_videos(out: str | os.PathLike, speakers: int, clips: int, seed: int, size: int = 128,
-                       sentences_per_clip: int = 2, quiet: bool = True) -> Path:
+                       sentences_per_clip: int = 2, quiet: bool = True, workers: int = 1) -> Path:
     """Write DIR/<speaker>/<clip>.mp4 (+ .wav, .json, .truth.npz); skipped when the manifest already exists."""
     from ..synthetic.cli import main as synth_main
 
@@ -23,7 +23,7 @@ def make_puppet_videos(out: str | os.PathLike, speakers: int, clips: int, seed: 
     if (out / "manifest.json").is_file():
         return out
     argv = ["--out", str(out), "--speakers", str(speakers), "--clips", str(clips), "--seed", str(seed),
-            "--size", str(size), "--sentences-per-clip", str(sentences_per_clip)]
+            "--size", str(size), "--sentences-per-clip", str(sentences_per_clip), "--workers", str(workers)]
     sink = io.StringIO()
     with contextlib.redirect_stderr(sink) if quiet else contextlib.nullcontext():
         code = synth_main(argv)

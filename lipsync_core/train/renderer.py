@@ -55,7 +55,8 @@ RENDERER_PRESETS: dict[str, dict] = {
         "model": {"block_out_channels": [48, 96], "layers_per_block": 1, "cross_attention_levels": [False, True],
                   "attention_head_dim": 24, "motion_window": 5, "motion_hidden_dim": 64, "motion_code_dim": 128,
                   "norm_groups": 16, "mid_cross_attention": True},
-        "batch_size": 4, "frames": 5, "steps": 5000, "lr": 3e-4, "warmup": 100, "ema_decay": 0.995,
+        # lr 1e-3 over 3e-4: held-out val loss 0.052 vs 0.067 and PSNR 16.4 vs 15.5 dB after 2500 steps (DECISIONS).
+        "batch_size": 4, "frames": 5, "steps": 10_000, "lr": 1e-3, "warmup": 100, "ema_decay": 0.995,
         "checkpoint_every": 500, "log_every": 50,
     },
 }

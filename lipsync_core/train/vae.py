@@ -37,7 +37,7 @@ VAE_PRESETS: dict[str, dict] = {
         # ~0.5 GFLOP per 64 px crop forward: the VAE is the demo's most expensive part on a CPU.
         "model": {"latent_channels": 4, "block_out_channels": [16, 32, 64], "layers_per_block": 1,
                   "norm_num_groups": 8},
-        "batch_size": 8, "steps": 800, "lr": 1e-3, "warmup": 50, "log_every": 50, "checkpoint_every": 200,
+        "batch_size": 8, "steps": 1500, "lr": 1e-3, "warmup": 50, "log_every": 50, "checkpoint_every": 500,
     },
     "full": {
         "model": {"latent_channels": 4, "block_out_channels": [128, 256, 512], "layers_per_block": 2,
@@ -51,14 +51,14 @@ VAE_PRESETS: dict[str, dict] = {
 class VAETrainConfig:
     model: dict = field(default_factory=lambda: dict(VAE_PRESETS["demo"]["model"]))
     batch_size: int = 8
-    steps: int = 800
+    steps: int = 1500
     lr: float = 1e-3
     warmup: int = 50
     kl_weight: float = 1e-6
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     log_every: int = 50
-    checkpoint_every: int = 400
+    checkpoint_every: int = 500
     keep_checkpoints: int = 2
     seed: int = 0
     mixed_precision: str | None = None
