@@ -10,10 +10,8 @@ dropout is the model's own (its config).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,17 +23,7 @@ from ..models.io import save_model
 from ..models.motion import LipMotionTransformer, motion_loss
 from ..motion import MouthModel
 from ..types import LipSyncInputError
-from .common import (
-    LossLog,
-    config_dict,
-    load_checkpoint,
-    lr_lambda,
-    make_accelerator,
-    make_loader,
-    resolve_resume,
-    save_checkpoint,
-    seed_everything,
-)
+from .common import PresetConfig, finish, fit, make_accelerator, seed_everything, start_run
 from .dataset import ClipData, basis_path, load_basis, load_dataset
 
 MOTION_PRESETS: dict[str, dict] = {
@@ -59,7 +47,9 @@ MOTION_PRESETS: dict[str, dict] = {
 
 
 @dataclass
-class MotionTrainConfig:
+class MotionTrainConfig(PresetConfig):
+    PRESETS = MOTION_PRESETS  # class attribute (no annotation): not a field
+
     model: dict = field(default_factory=lambda: dict(MOTION_PRESETS["full"]["model"]))
     clip_frames: int = 64
     reference_frames: int = 256
@@ -76,12 +66,6 @@ class MotionTrainConfig:
     mixed_precision: str | None = None  # None/auto: bf16 or fp16 on GPU, fp32 on CPU
     cpu: bool = False
 
-    @classmethod
-    def preset(cls, name: str) -> MotionTrainConfig:
-        if name not in MOTION_PRESETS:
-            raise LipSyncInputError(f"--preset {name!r}: use one of {sorted(MOTION_PRESETS)}.")
-        p = MOTION_PRESETS[name]
-        return cls(**{**{k: v for k, v in p.items() if k != "model"}, "model": dict(p["model"])})
 
 
 # ----------------------------------------------------------------------------- data
@@ -238,69 +222,25 @@ def train_motion(
     progress: bool = True,
 ) -> dict:
     """Train stage 1; writes ``out_dir/motion.safetensors`` (+ the basis) and returns a summary."""
-    from tqdm import tqdm
-
     out = Path(out_dir)
-    run = out / "motion_run"  # checkpoints, logs, config: apart per stage (several stages may share out)
     accelerator = make_accelerator(config.mixed_precision, config.cpu)
     seed_everything(config.seed + accelerator.process_index)
     mouth = load_basis(basis or basis_path(data_dir))
     clips = motion_clips(load_dataset(data_dir, min_frames=2), mouth)
     spec = load_dataset_spec(data_dir)
     model = build_motion_model(config, clips[0].features.shape[1], spec)
-    step_module = MotionLoss(model, mouth.components_tensor())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.warmup, config.steps))
-    step_module, optimizer, scheduler = accelerator.prepare(step_module, optimizer, scheduler)
-    start = 0
-    ckpt = resolve_resume(run, resume)
-    if ckpt is not None:
-        start = load_checkpoint(accelerator, ckpt)
-        accelerator.print(f"resumed from {ckpt} at step {start}")
     sampler = MotionSampler(clips, config.clip_frames, config.reference_frames)
-    loader = accelerator.prepare(
-        make_loader(sampler, config.seed, config.batch_size, accelerator.num_processes, start, config.steps)
-    )
-    log = LossLog(run, accelerator.is_main_process, config.log_every, config.steps, "motion")
-    cfg = config_dict(config)
-    if accelerator.is_main_process:
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "train_config.json").write_text(json.dumps({"stage": "motion", "data": str(data_dir), **cfg}, indent=1))
-    step_module.train()
-    t0 = time.perf_counter()
-    step = start
-    bar = tqdm(total=config.steps, initial=start, desc="train-motion", disable=not (progress and
-               accelerator.is_main_process), unit="step")
-    for batch in loader:
-        with accelerator.autocast():
-            loss, parts = step_module(batch)
-        accelerator.backward(loss)
-        if config.grad_clip:
-            accelerator.clip_grad_norm_(step_module.parameters(), config.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        values = {"loss": loss.detach(), **parts}
-        values = {k: accelerator.reduce(v.float().reshape(1), "mean").item() for k, v in values.items()}
-        log.add(step, values, scheduler.get_last_lr()[0])
-        step += 1
-        bar.update(1)
-        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
-            save_checkpoint(accelerator, run, step, cfg, config.keep_checkpoints)
-    bar.close()
-    accelerator.wait_for_everyone()
-    summary = {"steps": step, "seconds": round(time.perf_counter() - t0, 1),
-               "processes": accelerator.num_processes}
-    if accelerator.is_main_process:
-        save_checkpoint(accelerator, run, step, cfg, config.keep_checkpoints)
-        trained = accelerator.unwrap_model(step_module).model
-        save_model(trained, out / "motion.safetensors",
-                   extra={"trained_steps": step, "trained_on": str(data_dir), "train_config": cfg})
+    # checkpoints, logs, config: apart per stage (several stages may share out)
+    run = start_run("motion", accelerator, MotionLoss(model, mouth.components_tensor()), sampler, config,
+                    out / "motion_run", data_dir, resume=resume)
+    summary = {**fit(run, run.module, progress=progress), "processes": accelerator.num_processes}
+
+    def export(module: MotionLoss) -> None:
+        save_model(module.model, out / "motion.safetensors", extra=run.weights_metadata(summary))
         shutil.copyfile(Path(basis) if basis and Path(basis).is_file() else basis_path(data_dir),
                         out / "mouth_model.safetensors")
-        (run / "train_summary.json").write_text(json.dumps(summary, indent=1))
-    accelerator.wait_for_everyone()
-    return summary
+
+    return finish(run, summary, export)
 
 
 def load_dataset_spec(data_dir: str | os.PathLike) -> dict:
