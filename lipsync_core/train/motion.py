@@ -53,6 +53,10 @@ class MotionTrainConfig(PresetConfig):
     model: dict = field(default_factory=lambda: dict(MOTION_PRESETS["full"]["model"]))
     clip_frames: int = 64
     reference_frames: int = 256
+    # None: every reference is n = reference_frames long (the paper). A number m: each sample's reference
+    # length is drawn log-uniformly from [m, reference_frames] (the rest padded and masked), so the model
+    # also serves short style clips (see docs/RESULTS.md, the ablation's n = 16 column).
+    min_reference_frames: int | None = None
     batch_size: int = 32
     steps: int = 100_000
     lr: float = 1e-4
@@ -159,8 +163,12 @@ def _window(parts_a, parts_p, total: int, n: int, rng: np.random.Generator):
 class MotionSampler:
     """Draws one training sample from an rng (used by :class:`common.IndexDataset`)."""
 
-    def __init__(self, clips: list[MotionClip], clip_frames: int, reference_frames: int) -> None:
+    def __init__(self, clips: list[MotionClip], clip_frames: int, reference_frames: int,
+                 min_reference_frames: int | None = None) -> None:
         self.clips, self.length, self.n = clips, int(clip_frames), int(reference_frames)
+        self.min_n = int(min_reference_frames) if min_reference_frames else None
+        if self.min_n is not None and not 1 <= self.min_n <= self.n:
+            raise LipSyncInputError(f"min_reference_frames {self.min_n} must be in 1..reference_frames ({self.n}).")
         self.pool = ReferencePool(clips)
         weights = np.array([max(int(c.usable.sum()), 0) for c in clips], np.float64)
         if weights.sum() == 0:
@@ -181,7 +189,15 @@ class MotionSampler:
         audio[:m], params[:m], valid[:m] = c.features[start:stop], c.params[start:stop], c.usable[start:stop]
         if m < length:  # a short clip: repeat its last frame's audio so windows stay in-clip; no loss there
             audio[m:] = c.features[stop - 1]
-        ref_audio, ref_params, ref_pad = self.pool.random_reference(target, (start, stop), self.n, rng)
+        n = self.n
+        if self.min_n is not None and self.min_n < self.n:
+            n = int(np.clip(round(np.exp(rng.uniform(np.log(self.min_n), np.log(self.n)))), self.min_n, self.n))
+        ref_audio, ref_params, ref_pad = self.pool.random_reference(target, (start, stop), n, rng)
+        if n < self.n:  # one batch shape: pad to n frames, masked out of the attention
+            extra = self.n - n
+            ref_audio = np.concatenate([ref_audio, np.zeros((extra, ref_audio.shape[1]), np.float32)])
+            ref_params = np.concatenate([ref_params, np.zeros((extra, ref_params.shape[1]), np.float32)])
+            ref_pad = np.concatenate([ref_pad, np.ones(extra, bool)])
         return {"audio": audio, "params": params, "valid": valid, "ref_audio": ref_audio, "ref_params": ref_params,
                 "ref_pad": ref_pad}
 
@@ -229,7 +245,7 @@ def train_motion(
     clips = motion_clips(load_dataset(data_dir, min_frames=2), mouth)
     spec = load_dataset_spec(data_dir)
     model = build_motion_model(config, clips[0].features.shape[1], spec)
-    sampler = MotionSampler(clips, config.clip_frames, config.reference_frames)
+    sampler = MotionSampler(clips, config.clip_frames, config.reference_frames, config.min_reference_frames)
     # checkpoints, logs, config: apart per stage (several stages may share out)
     run = start_run("motion", accelerator, MotionLoss(model, mouth.components_tensor()), sampler, config,
                     out / "motion_run", data_dir, resume=resume)
