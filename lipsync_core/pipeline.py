@@ -21,7 +21,7 @@ import torch
 
 from .audio import TARGET_RATE, compute_features, load_audio_file
 from .audio.features import CONTEXT, N_MELS
-from .audio.length import match_length
+from .audio.length import LengthMatch, match_length
 from .face import FaceTracker, paste_back, warp_to_crops
 from .media import VideoWriter, iter_video_frames, probe_video
 from .models.io import load_model
@@ -453,11 +453,14 @@ def lipsync(
     interrupt: Interrupt = _nothing,
     tracker_options: dict | None = None,
     track: FaceTrack | None = None,
+    matched: LengthMatch | None = None,
 ) -> LipSyncResult:
     """Run the whole job; ``sink(frames, masks)`` receives output chunks in order.
 
     The style reference is the input video itself (its frames and its own audio, as the
-    paper does at test time) unless ``style_video`` + ``style_wave`` are given.
+    paper does at test time) unless ``style_video`` + ``style_wave`` are given. ``track`` and
+    ``matched`` (``match_length(video.num_frames, wave, video.fps, length_policy)``) may be passed in
+    by a caller that needed them first, as ``lipsync_file`` does to open its writer.
     """
     settings = settings or RenderSettings()
     report = progress or (lambda stage, done, total: None)
@@ -478,7 +481,8 @@ def lipsync(
         )
     with clock("analyse + audio features"):
         analysis = FaceAnalysis.of(track, models.mouth)
-        matched = match_length(video.num_frames, wave, video.fps, length_policy)
+        if matched is None:
+            matched = match_length(video.num_frames, wave, video.fps, length_policy)
         features = audio_features(matched.wave, video.fps, matched.num_frames, spec)
 
     with clock("style reference"):
@@ -544,9 +548,9 @@ def lipsync_file(
     track_first = track_source(video, models.renderer.config.crop_size, lambda d, t: report("track", d, t),
                                options.get("interrupt", _nothing), "video", **(options.get("tracker_options") or {}))
     track_seconds = time.perf_counter() - start
-    out_wave = match_length(video.num_frames, wave, video.fps, policy).wave
-    with VideoWriter(out_path, video.fps, audio=out_wave, sample_rate=TARGET_RATE) as writer:
+    matched = match_length(video.num_frames, wave, video.fps, policy)
+    with VideoWriter(out_path, video.fps, audio=matched.wave, sample_rate=TARGET_RATE) as writer:
         result = lipsync(video, wave, models, lambda frames, masks: writer.write(frames), style_video=style_video,
-                         style_wave=style_wave, track=track_first, **options)
+                         style_wave=style_wave, track=track_first, matched=matched, **options)
     result.seconds = {"track": track_seconds, **result.seconds}
     return result

@@ -15,7 +15,7 @@ from lipsync_core.train.basis import fit_basis
 from lipsync_core.train.common import read_log
 from lipsync_core.train.dataset import load_basis, load_dataset
 from lipsync_core.train.evaluate import EvalOptions, motion_metrics
-from lipsync_core.train.motion import MotionTrainConfig, motion_clips, train_motion
+from lipsync_core.train.motion import MotionSampler, MotionTrainConfig, motion_clips, train_motion
 from lipsync_core.train.prepare import PrepareOptions, prepare
 from lipsync_core.train.puppet_data import make_puppet_videos
 
@@ -89,6 +89,30 @@ def test_checkpoint_resume_continues(small_puppet, tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6]
     model = load_model(out / "motion.safetensors", "motion")
     assert model.config.d_model == 32 and (out / "mouth_model.safetensors").is_file()
+
+
+def test_random_reference_lengths_pad_and_mask(small_puppet):
+    """``min_reference_frames``: references of many lengths in one batch shape, padding zeroed and masked;
+    with min = n the sampler draws exactly what the fixed-length (paper) sampler draws."""
+    clips = motion_clips(load_dataset(small_puppet["train"], min_frames=2), load_basis(small_puppet["train"]))
+    varlen = MotionSampler(clips, 16, 48, min_reference_frames=4)
+    lengths = []
+    for i in range(60):
+        s = varlen(np.random.default_rng([7, i]))
+        assert s["ref_audio"].shape[0] == s["ref_params"].shape[0] == s["ref_pad"].shape[0] == 48
+        pad = s["ref_pad"]
+        k = int((~pad).sum())
+        assert not pad[:k].any() and pad[k:].all()  # one window, then padding
+        assert not s["ref_audio"][pad].any() and not s["ref_params"][pad].any()
+        lengths.append(k)
+    assert min(lengths) >= 1 and max(lengths) <= 48 and len(set(lengths)) > 10
+    assert np.median(lengths) < 30  # log-uniform in [4, 48]: median about 14 (when the speaker has the frames)
+    fixed, same = MotionSampler(clips, 16, 48), MotionSampler(clips, 16, 48, min_reference_frames=48)
+    for i in range(5):
+        a, b = fixed(np.random.default_rng([9, i])), same(np.random.default_rng([9, i]))
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+    with pytest.raises(Exception, match="min_reference_frames"):
+        MotionSampler(clips, 16, 48, min_reference_frames=64)
 
 
 @pytest.mark.slow

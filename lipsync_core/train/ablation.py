@@ -9,14 +9,21 @@ on held-out speakers (seed 1: unseen styles, unseen sentences) with reference le
 taken from the speaker's other clips. The paper's claim (HDTF LipLMD): full 0.01081 < lip-only 0.01151 <
 none 0.01552, and LipLMD falls as n grows. Writes ``ablation.json`` and ``ablation.md`` (the table for
 docs/RESULTS.md); ``--reuse-data DIR`` takes the prepared data of a demo-recipe work folder.
+
+``--variants`` adds ``audio_aware_varlen``: the method trained with reference lengths drawn from [16, 256]
+(``min_reference_frames``), our answer to short style clips. ``--jobs N`` trains N models at a time, each
+in its own single-threaded process (every run seeds itself: the models do not depend on N).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
+from multiprocessing import get_context
 from pathlib import Path
 
 from ..models.io import load_model
@@ -28,14 +35,41 @@ from .motion import MotionTrainConfig, motion_clips, train_motion
 from .prepare import PrepareOptions, prepare
 from .puppet_data import make_puppet_videos
 
-VARIANTS = ("audio_aware", "lip_only", "none")
+# name -> stage-1 settings; the first three are the paper's ablation
+VARIANTS: dict[str, dict] = {
+    "audio_aware": {"reference_mode": "audio_aware"},
+    "lip_only": {"reference_mode": "lip_only"},
+    "none": {"reference_mode": "none"},
+    "audio_aware_varlen": {"reference_mode": "audio_aware", "min_reference_frames": 16},
+}
+PAPER_VARIANTS = ("audio_aware", "lip_only", "none")
 REFERENCE_LENGTHS = (16, 64, 256)
 PAPER = {"audio_aware": 0.01081, "lip_only": 0.01151, "none": 0.01552}
 
 
+def variant_config(variant: str, scale: float, reference_frames: int, seed: int) -> MotionTrainConfig:
+    settings = dict(VARIANTS[variant])
+    config = _steps(MotionTrainConfig.preset("demo"), scale)
+    return replace(config, reference_frames=reference_frames, seed=seed,
+                   min_reference_frames=settings.pop("min_reference_frames", None),
+                   model={**config.model, **settings})
+
+
+def _train_one(d_train: Path, out: Path, config: MotionTrainConfig, resume: bool, threads: int | None) -> float:
+    """One variant's training (in this process or a worker); its wall time."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    t = time.perf_counter()
+    train_motion(d_train, out, config, resume="latest" if resume else None, progress=threads is None)
+    return round(time.perf_counter() - t, 1)
+
+
 def run_ablation(work: Path, scale: float = 1.0, reuse_data: Path | None = None, train_speakers: int = 16,
                  train_clips: int = 6, test_speakers: int = 6, test_clips: int = 4, landmarks: str = "truth",
-                 reference_frames: int = 256, seeds: tuple[int, ...] = (0,), resume: bool = False) -> dict:
+                 reference_frames: int = 256, seeds: tuple[int, ...] = (0,), resume: bool = False,
+                 variants: tuple[str, ...] = PAPER_VARIANTS, jobs: int = 1) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -53,24 +87,32 @@ def run_ablation(work: Path, scale: float = 1.0, reuse_data: Path | None = None,
     times["data"] = round(time.perf_counter() - t0, 1)
     mouth = load_basis(d_train)
     test = motion_clips(load_dataset(d_test, min_frames=2), mouth)
-    results: dict = {"train": str(d_train), "test": str(d_test), "scale": scale, "seeds": list(seeds), "runs": []}
+    results: dict = {"train": str(d_train), "test": str(d_test), "scale": scale, "seeds": list(seeds),
+                      "variants": list(variants), "jobs": jobs, "runs": []}
+    todo = [(variant, seed) for seed in seeds for variant in variants
+            if not (work / f"{variant}_seed{seed}" / "motion.safetensors").is_file()]
+    t_train = time.perf_counter()
+    if todo:
+        print(f"== train {len(todo)} model(s), {jobs} at a time", flush=True)
+        args = [(d_train, work / f"{v}_seed{s}", variant_config(v, scale, reference_frames, s), resume)
+                for v, s in todo]
+        if jobs > 1:
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+                walls = list(pool.map(_train_one, *zip(*args, strict=True), [threads] * len(args)))
+        else:
+            walls = [_train_one(*a, None) for a in args]
+        for (v, s), wall in zip(todo, walls, strict=True):
+            times[f"train {v} seed {s}"] = wall
+    times["training wall"] = round(time.perf_counter() - t_train, 1)
     for seed in seeds:
-        for variant in VARIANTS:
-            config = _steps(MotionTrainConfig.preset("demo"), scale)
-            config = replace(config, reference_frames=reference_frames, seed=seed,
-                             model={**config.model, "reference_mode": variant})
-            out = work / f"{variant}_seed{seed}"
-            t = time.perf_counter()
-            if not (out / "motion.safetensors").is_file():
-                print(f"== train {variant} (seed {seed})", flush=True)
-                train_motion(d_train, out, config, resume="latest" if resume else None)
-            times[f"train {variant} seed {seed}"] = round(time.perf_counter() - t, 1)
-            model = load_model(out / "motion.safetensors", "motion")
+        for variant in variants:
+            model = load_model(work / f"{variant}_seed{seed}" / "motion.safetensors", "motion")
             for n in REFERENCE_LENGTHS if variant != "none" else (0,):
                 m = motion_metrics(model, mouth, test, n, EvalOptions(reference_frames=n))
                 row = {"variant": variant, "seed": seed, "n": n, **{k: v for k, v in m.items() if k != "per_clip"}}
                 results["runs"].append(row)
-                print(f"{variant:12s} seed {seed} n={n:4d} LipLMD {m['lip_lmd']:.5f} offset "
+                print(f"{variant:18s} seed {seed} n={n:4d} LipLMD {m['lip_lmd']:.5f} offset "
                       f"{m['lip_audio_offset_frames']} leakage {m['leakage']}", flush=True)
     results["stage_seconds"] = times
     results["markdown"] = ablation_table(results)
@@ -91,7 +133,7 @@ def ablation_table(results: dict) -> str:
 
     lines = ["| variant | " + " | ".join(f"LipLMD n={n}" for n in REFERENCE_LENGTHS) + " | paper (HDTF, n=256) |",
              "|---|" + "---|" * len(REFERENCE_LENGTHS) + "---|"]
-    for v in VARIANTS:
+    for v in results.get("variants", PAPER_VARIANTS):
         ns = REFERENCE_LENGTHS if v != "none" else (0,) * len(REFERENCE_LENGTHS)
         cells = []
         for n in ns:
@@ -99,7 +141,7 @@ def ablation_table(results: dict) -> str:
             cells.append(f"{m:.5f}" + (f" ± {s:.5f}" if k > 1 else ""))
         if v == "none":
             cells = [cells[0]] + ["(no reference)"] * (len(cells) - 1)
-        lines.append(f"| {v} | " + " | ".join(cells) + f" | {PAPER[v]} |")
+        lines.append(f"| {v} | " + " | ".join(cells) + f" | {PAPER.get(v, '-')} |")
     full = mean_lmd("audio_aware", 256)[0]
     lip = mean_lmd("lip_only", 256)[0]
     none = mean_lmd("none", 0)[0]
@@ -126,9 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reference-frames", type=int, default=256, help="n in training")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (mean ± std over them)")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--variants", nargs="+", default=list(PAPER_VARIANTS), choices=sorted(VARIANTS),
+                   help="stage-1 variants to train (audio_aware_varlen: reference lengths 16..256 in training)")
+    p.add_argument("--jobs", type=int, default=1, help="models trained at a time, one process each")
     args = p.parse_args(argv)
     run_ablation(args.work, args.scale, args.reuse_data, args.train_speakers, args.train_clips, args.test_speakers,
-                 args.test_clips, args.landmarks, args.reference_frames, tuple(args.seeds), args.resume)
+                 args.test_clips, args.landmarks, args.reference_frames, tuple(args.seeds), args.resume,
+                 tuple(args.variants), args.jobs)
     return 0
 
 

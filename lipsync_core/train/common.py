@@ -13,10 +13,10 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -49,6 +49,19 @@ def apply_overrides(config, overrides: dict[str, Any]):
             raise LipSyncInputError(f"--set: unknown settings {sorted(rest)}.")
         config = replace(config, model={**config.model, **rest})
     return config
+
+
+class PresetConfig:
+    """``Config.preset(name)``: a training config dataclass from one of its class's ``PRESETS``."""
+
+    PRESETS: ClassVar[dict[str, dict]] = {}
+
+    @classmethod
+    def preset(cls, name: str):
+        if name not in cls.PRESETS:
+            raise LipSyncInputError(f"--preset {name!r}: use one of {sorted(cls.PRESETS)}.")
+        p = cls.PRESETS[name]
+        return cls(**{**{k: v for k, v in p.items() if k != "model"}, "model": dict(p["model"])})
 
 
 def config_dict(config) -> dict[str, Any]:
@@ -186,3 +199,112 @@ def read_log(out_dir: str | os.PathLike) -> list[dict]:
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
+
+
+# ----------------------------------------------------------------------------- the shared step loop
+
+
+@dataclass
+class TrainRun:
+    """One stage's run as every loop needs it: accelerate objects, the resume point and the log."""
+
+    stage: str
+    accelerator: Any
+    module: torch.nn.Module
+    optimizer: Any
+    scheduler: Any
+    loader: Any
+    folder: Path  # checkpoints, train_log.jsonl, train_config.json, train_summary.json
+    config: Any
+    log: LossLog
+    start: int
+    data_dir: str
+
+    @property
+    def config_json(self) -> dict[str, Any]:
+        return config_dict(self.config)
+
+    def weights_metadata(self, summary: dict, **more) -> dict[str, Any]:
+        """What an exported weights file records of its training (``extra`` of ``save_model``)."""
+        return {"trained_steps": summary["steps"], "trained_on": str(self.data_dir), **more,
+                "train_config": self.config_json}
+
+
+def start_run(stage: str, accelerator, module: torch.nn.Module, sampler: Callable, config, folder: Path,
+              data_dir, params: Iterable | None = None, checkpointed: Iterable = (), resume: str | None = None,
+              config_extra: dict | None = None) -> TrainRun:
+    """AdamW + warm-up/cosine schedule, ``accelerator.prepare``, resume, the index-seeded loader, the log.
+
+    ``checkpointed`` (e.g. an EMA) is saved and restored with the run's checkpoints.
+    """
+    optimizer = torch.optim.AdamW(module.parameters() if params is None else params, lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.warmup, config.steps))
+    module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
+    for obj in checkpointed:
+        accelerator.register_for_checkpointing(obj)
+    start = 0
+    ckpt = resolve_resume(folder, resume)
+    if ckpt is not None:
+        start = load_checkpoint(accelerator, ckpt)
+        accelerator.print(f"resumed from {ckpt} at step {start}")
+    loader = accelerator.prepare(make_loader(sampler, config.seed, config.batch_size, accelerator.num_processes,
+                                             start, config.steps))
+    log = LossLog(folder, accelerator.is_main_process, config.log_every, config.steps, stage)
+    run = TrainRun(stage, accelerator, module, optimizer, scheduler, loader, folder, config, log, start, str(data_dir))
+    if accelerator.is_main_process:
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"stage": stage, "data": str(data_dir), **(config_extra or {}), **run.config_json}
+        (folder / "train_config.json").write_text(json.dumps(meta, indent=1))
+    return run
+
+
+def fit(run: TrainRun, step_fn: Callable[[dict], tuple[torch.Tensor, dict]],
+        after_step: Callable[[int], dict | None] | None = None, progress: bool = True) -> dict:
+    """The loop every stage shares: forward under autocast, backward, clip, step, log, checkpoint.
+
+    ``step_fn(batch) -> (loss, parts)``; ``after_step(step)`` (an EMA update, a validation loss) may return
+    more values to log. Returns ``{"steps", "seconds"}``; the caller exports and then calls ``finish``.
+    """
+    from tqdm import tqdm
+
+    acc, config = run.accelerator, run.config
+    run.module.train()
+    t0 = time.perf_counter()
+    step = run.start
+    bar = tqdm(total=config.steps, initial=run.start, desc=f"train-{run.stage}", unit="step",
+               disable=not (progress and acc.is_main_process))
+    for batch in run.loader:
+        with acc.autocast():
+            loss, parts = step_fn(batch)
+        acc.backward(loss)
+        if config.grad_clip:
+            acc.clip_grad_norm_(run.module.parameters(), config.grad_clip)
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        values = {k: acc.reduce(v.detach().float().reshape(1), "mean").item()
+                  for k, v in {"loss": loss, **parts}.items()}
+        if after_step is not None:
+            values.update(after_step(step) or {})
+        run.log.add(step, values, run.scheduler.get_last_lr()[0])
+        step += 1
+        bar.update(1)
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
+            save_checkpoint(acc, run.folder, step, run.config_json, config.keep_checkpoints)
+    bar.close()
+    acc.wait_for_everyone()
+    seconds = round(time.perf_counter() - t0, 1)
+    if acc.is_main_process:
+        save_checkpoint(acc, run.folder, step, run.config_json, config.keep_checkpoints)
+    return {"steps": step, "seconds": seconds}
+
+
+def finish(run: TrainRun, summary: dict, export: Callable[[torch.nn.Module], None]) -> dict:
+    """On the main process: ``export(unwrapped module)`` and ``train_summary.json``; then every process waits."""
+    acc = run.accelerator
+    if acc.is_main_process:
+        export(acc.unwrap_model(run.module))
+        (run.folder / "train_summary.json").write_text(json.dumps(summary, indent=1))
+    acc.wait_for_everyone()
+    return summary

@@ -79,15 +79,16 @@ def predict_params(model, pool: ReferencePool, index: int, n: int) -> np.ndarray
 def padded_silence_openness(model, mouth: MouthModel, pool: ReferencePool, index: int, n: int,
                             options: EvalOptions) -> np.ndarray:
     """Predicted mouth opening over digital silence added before and after the clip's audio (truth: closed)."""
-    from ..audio import compute_features
+    from ..pipeline import audio_features
 
     c = pool.clips[index]
     pad_frames = int(round(options.padded_silence_s * c.fps))
     pad = np.zeros(int(round(options.padded_silence_s * SAMPLE_RATE)), np.float32)
     wave = np.concatenate([pad, c.wave, pad])
-    spec = c.spec_extra
-    feats = compute_features(wave, c.fps, len(c.params) + 2 * pad_frames, n_mels=spec.get("n_mels", 80),
-                             context=spec.get("context", 4)).features
+    spec = model.feature_spec_obj
+    if spec is None:
+        raise LipSyncInputError("eval: the motion model records no audio feature spec; re-export it with train-motion.")
+    feats = audio_features(wave, c.fps, len(c.params) + 2 * pad_frames, spec).features
     if model.uses_reference and n > 0:
         ref_audio, ref_params = pool.eval_reference(index, n)
         pred, _ = model.predict_clip(feats, ref_audio, ref_params)

@@ -10,10 +10,8 @@ dropout is the model's own (its config).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,17 +23,7 @@ from ..models.io import save_model
 from ..models.motion import LipMotionTransformer, motion_loss
 from ..motion import MouthModel
 from ..types import LipSyncInputError
-from .common import (
-    LossLog,
-    config_dict,
-    load_checkpoint,
-    lr_lambda,
-    make_accelerator,
-    make_loader,
-    resolve_resume,
-    save_checkpoint,
-    seed_everything,
-)
+from .common import PresetConfig, finish, fit, make_accelerator, seed_everything, start_run
 from .dataset import ClipData, basis_path, load_basis, load_dataset
 
 MOTION_PRESETS: dict[str, dict] = {
@@ -59,10 +47,16 @@ MOTION_PRESETS: dict[str, dict] = {
 
 
 @dataclass
-class MotionTrainConfig:
+class MotionTrainConfig(PresetConfig):
+    PRESETS = MOTION_PRESETS  # class attribute (no annotation): not a field
+
     model: dict = field(default_factory=lambda: dict(MOTION_PRESETS["full"]["model"]))
     clip_frames: int = 64
     reference_frames: int = 256
+    # None: every reference is n = reference_frames long (the paper). A number m: each sample's reference
+    # length is drawn log-uniformly from [m, reference_frames] (the rest padded and masked), so the model
+    # also serves short style clips (see docs/RESULTS.md, the ablation's n = 16 column).
+    min_reference_frames: int | None = None
     batch_size: int = 32
     steps: int = 100_000
     lr: float = 1e-4
@@ -76,12 +70,6 @@ class MotionTrainConfig:
     mixed_precision: str | None = None  # None/auto: bf16 or fp16 on GPU, fp32 on CPU
     cpu: bool = False
 
-    @classmethod
-    def preset(cls, name: str) -> MotionTrainConfig:
-        if name not in MOTION_PRESETS:
-            raise LipSyncInputError(f"--preset {name!r}: use one of {sorted(MOTION_PRESETS)}.")
-        p = MOTION_PRESETS[name]
-        return cls(**{**{k: v for k, v in p.items() if k != "model"}, "model": dict(p["model"])})
 
 
 # ----------------------------------------------------------------------------- data
@@ -175,8 +163,12 @@ def _window(parts_a, parts_p, total: int, n: int, rng: np.random.Generator):
 class MotionSampler:
     """Draws one training sample from an rng (used by :class:`common.IndexDataset`)."""
 
-    def __init__(self, clips: list[MotionClip], clip_frames: int, reference_frames: int) -> None:
+    def __init__(self, clips: list[MotionClip], clip_frames: int, reference_frames: int,
+                 min_reference_frames: int | None = None) -> None:
         self.clips, self.length, self.n = clips, int(clip_frames), int(reference_frames)
+        self.min_n = int(min_reference_frames) if min_reference_frames else None
+        if self.min_n is not None and not 1 <= self.min_n <= self.n:
+            raise LipSyncInputError(f"min_reference_frames {self.min_n} must be in 1..reference_frames ({self.n}).")
         self.pool = ReferencePool(clips)
         weights = np.array([max(int(c.usable.sum()), 0) for c in clips], np.float64)
         if weights.sum() == 0:
@@ -197,7 +189,15 @@ class MotionSampler:
         audio[:m], params[:m], valid[:m] = c.features[start:stop], c.params[start:stop], c.usable[start:stop]
         if m < length:  # a short clip: repeat its last frame's audio so windows stay in-clip; no loss there
             audio[m:] = c.features[stop - 1]
-        ref_audio, ref_params, ref_pad = self.pool.random_reference(target, (start, stop), self.n, rng)
+        n = self.n
+        if self.min_n is not None and self.min_n < self.n:
+            n = int(np.clip(round(np.exp(rng.uniform(np.log(self.min_n), np.log(self.n)))), self.min_n, self.n))
+        ref_audio, ref_params, ref_pad = self.pool.random_reference(target, (start, stop), n, rng)
+        if n < self.n:  # one batch shape: pad to n frames, masked out of the attention
+            extra = self.n - n
+            ref_audio = np.concatenate([ref_audio, np.zeros((extra, ref_audio.shape[1]), np.float32)])
+            ref_params = np.concatenate([ref_params, np.zeros((extra, ref_params.shape[1]), np.float32)])
+            ref_pad = np.concatenate([ref_pad, np.ones(extra, bool)])
         return {"audio": audio, "params": params, "valid": valid, "ref_audio": ref_audio, "ref_params": ref_params,
                 "ref_pad": ref_pad}
 
@@ -238,69 +238,25 @@ def train_motion(
     progress: bool = True,
 ) -> dict:
     """Train stage 1; writes ``out_dir/motion.safetensors`` (+ the basis) and returns a summary."""
-    from tqdm import tqdm
-
     out = Path(out_dir)
-    run = out / "motion_run"  # checkpoints, logs, config: apart per stage (several stages may share out)
     accelerator = make_accelerator(config.mixed_precision, config.cpu)
     seed_everything(config.seed + accelerator.process_index)
     mouth = load_basis(basis or basis_path(data_dir))
     clips = motion_clips(load_dataset(data_dir, min_frames=2), mouth)
     spec = load_dataset_spec(data_dir)
     model = build_motion_model(config, clips[0].features.shape[1], spec)
-    step_module = MotionLoss(model, mouth.components_tensor())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.warmup, config.steps))
-    step_module, optimizer, scheduler = accelerator.prepare(step_module, optimizer, scheduler)
-    start = 0
-    ckpt = resolve_resume(run, resume)
-    if ckpt is not None:
-        start = load_checkpoint(accelerator, ckpt)
-        accelerator.print(f"resumed from {ckpt} at step {start}")
-    sampler = MotionSampler(clips, config.clip_frames, config.reference_frames)
-    loader = accelerator.prepare(
-        make_loader(sampler, config.seed, config.batch_size, accelerator.num_processes, start, config.steps)
-    )
-    log = LossLog(run, accelerator.is_main_process, config.log_every, config.steps, "motion")
-    cfg = config_dict(config)
-    if accelerator.is_main_process:
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "train_config.json").write_text(json.dumps({"stage": "motion", "data": str(data_dir), **cfg}, indent=1))
-    step_module.train()
-    t0 = time.perf_counter()
-    step = start
-    bar = tqdm(total=config.steps, initial=start, desc="train-motion", disable=not (progress and
-               accelerator.is_main_process), unit="step")
-    for batch in loader:
-        with accelerator.autocast():
-            loss, parts = step_module(batch)
-        accelerator.backward(loss)
-        if config.grad_clip:
-            accelerator.clip_grad_norm_(step_module.parameters(), config.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        values = {"loss": loss.detach(), **parts}
-        values = {k: accelerator.reduce(v.float().reshape(1), "mean").item() for k, v in values.items()}
-        log.add(step, values, scheduler.get_last_lr()[0])
-        step += 1
-        bar.update(1)
-        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
-            save_checkpoint(accelerator, run, step, cfg, config.keep_checkpoints)
-    bar.close()
-    accelerator.wait_for_everyone()
-    summary = {"steps": step, "seconds": round(time.perf_counter() - t0, 1),
-               "processes": accelerator.num_processes}
-    if accelerator.is_main_process:
-        save_checkpoint(accelerator, run, step, cfg, config.keep_checkpoints)
-        trained = accelerator.unwrap_model(step_module).model
-        save_model(trained, out / "motion.safetensors",
-                   extra={"trained_steps": step, "trained_on": str(data_dir), "train_config": cfg})
+    sampler = MotionSampler(clips, config.clip_frames, config.reference_frames, config.min_reference_frames)
+    # checkpoints, logs, config: apart per stage (several stages may share out)
+    run = start_run("motion", accelerator, MotionLoss(model, mouth.components_tensor()), sampler, config,
+                    out / "motion_run", data_dir, resume=resume)
+    summary = {**fit(run, run.module, progress=progress), "processes": accelerator.num_processes}
+
+    def export(module: MotionLoss) -> None:
+        save_model(module.model, out / "motion.safetensors", extra=run.weights_metadata(summary))
         shutil.copyfile(Path(basis) if basis and Path(basis).is_file() else basis_path(data_dir),
                         out / "mouth_model.safetensors")
-        (run / "train_summary.json").write_text(json.dumps(summary, indent=1))
-    accelerator.wait_for_everyone()
-    return summary
+
+    return finish(run, summary, export)
 
 
 def load_dataset_spec(data_dir: str | os.PathLike) -> dict:

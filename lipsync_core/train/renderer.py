@@ -12,10 +12,8 @@ epsilon-prediction MSE on the lower half (``renderer_loss``). The exported weigh
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,17 +27,7 @@ from ..render.codec import DiffusersVAECodec
 from ..render.conditioning import choose_reference_frames, mask_lower_half, motion_windows
 from ..render.sampling import DEFAULT_NOISE_SCHEDULE
 from ..types import LipSyncInputError
-from .common import (
-    LossLog,
-    config_dict,
-    load_checkpoint,
-    lr_lambda,
-    make_accelerator,
-    make_loader,
-    resolve_resume,
-    save_checkpoint,
-    seed_everything,
-)
+from .common import PresetConfig, finish, fit, make_accelerator, seed_everything, start_run
 from .dataset import basis_path, load_basis, load_dataset
 from .vae import load_vae
 
@@ -63,7 +51,9 @@ RENDERER_PRESETS: dict[str, dict] = {
 
 
 @dataclass
-class RendererTrainConfig:
+class RendererTrainConfig(PresetConfig):
+    PRESETS = RENDERER_PRESETS  # class attribute (no annotation): not a field
+
     model: dict = field(default_factory=lambda: dict(RENDERER_PRESETS["full"]["model"]))
     batch_size: int = 8  # samples (clips) per step and process; each sample is ``frames`` frames
     frames: int = 5
@@ -84,12 +74,6 @@ class RendererTrainConfig:
     mixed_precision: str | None = None
     cpu: bool = False
 
-    @classmethod
-    def preset(cls, name: str) -> RendererTrainConfig:
-        if name not in RENDERER_PRESETS:
-            raise LipSyncInputError(f"--preset {name!r}: use one of {sorted(RENDERER_PRESETS)}.")
-        p = RENDERER_PRESETS[name]
-        return cls(**{**{k: v for k, v in p.items() if k != "model"}, "model": dict(p["model"])})
 
 
 # ----------------------------------------------------------------------------- data
@@ -218,10 +202,8 @@ def train_renderer(
 ) -> dict:
     """Train stage 2; writes ``out_dir/renderer.safetensors`` (EMA weights) and a copy of the VAE file."""
     from diffusers.training_utils import EMAModel
-    from tqdm import tqdm
 
     out = Path(out_dir)
-    run = out / "renderer_run"  # checkpoints, logs, config: apart per stage (several stages may share out)
     accelerator = make_accelerator(config.mixed_precision, config.cpu)
     seed_everything(config.seed + accelerator.process_index)
     mouth = load_basis(basis or basis_path(data_dir))
@@ -237,73 +219,38 @@ def train_renderer(
         c.masked = ((c.masked.float() - shift) * scale).half()
     crop_size = int(load_dataset_meta_crop(data_dir))
     model = build_renderer(config, vae, crop_size, mouth.identity_dim, scale, shift, str(vae_path))
-    module = RendererLoss(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.warmup, config.steps))
-    module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
-    ema = EMAModel(accelerator.unwrap_model(module).model.parameters(), decay=config.ema_decay)
+    ema = EMAModel(model.parameters(), decay=config.ema_decay)
     ema.to(accelerator.device)
-    accelerator.register_for_checkpointing(ema)
-    start = 0
-    ckpt = resolve_resume(run, resume)
-    if ckpt is not None:
-        start = load_checkpoint(accelerator, ckpt)
-        accelerator.print(f"resumed from {ckpt} at step {start}")
     sampler = RendererSampler(clips, config.frames, config.reference_images)
-    loader = accelerator.prepare(make_loader(sampler, config.seed, config.batch_size, accelerator.num_processes,
-                                             start, config.steps))
+    # checkpoints, logs, config: apart per stage (several stages may share out)
+    run = start_run("renderer", accelerator, RendererLoss(model), sampler, config, out / "renderer_run", data_dir,
+                    checkpointed=[ema], resume=resume,
+                    config_extra={"vae": str(vae_path), "latent_mean": mean, "latent_std": std})
     val = _collate([sampler(np.random.default_rng([config.seed, 10**9, i])) for i in range(config.val_samples)])
     val = {k: v.to(accelerator.device) for k, v in val.items()}
-    log = LossLog(run, accelerator.is_main_process, config.log_every, config.steps, "renderer")
-    cfg = config_dict(config)
-    if accelerator.is_main_process:
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "train_config.json").write_text(json.dumps({"stage": "renderer", "data": str(data_dir),
-                                                           "vae": str(vae_path), "latent_mean": mean,
-                                                           "latent_std": std, **cfg}, indent=1))
-    t0 = time.perf_counter()
-    step = start
-    module.train()
-    bar = tqdm(total=config.steps, initial=start, desc="train-renderer",
-               disable=not (progress and accelerator.is_main_process), unit="step")
-    for batch in loader:
-        with accelerator.autocast():
-            loss = module(batch)
-        accelerator.backward(loss)
-        if config.grad_clip:
-            accelerator.clip_grad_norm_(module.parameters(), config.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        ema.step(accelerator.unwrap_model(module).model.parameters())
-        values = {"loss": accelerator.reduce(loss.detach().float().reshape(1), "mean").item()}
-        if (step + 1) % log.every == 0 or step + 1 == config.steps or step == start:
-            values["val_loss"] = validation_loss(accelerator.unwrap_model(module), val, ema)
-        row = log.add(step, values, scheduler.get_last_lr()[0])
-        del row
-        step += 1
-        bar.update(1)
-        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
-            save_checkpoint(accelerator, run, step, cfg, config.keep_checkpoints)
-    bar.close()
-    accelerator.wait_for_everyone()
-    summary = {"steps": step, "seconds": round(time.perf_counter() - t0, 1), "latent_scale": scale,
+
+    def after_step(step: int) -> dict | None:
+        module = accelerator.unwrap_model(run.module)
+        ema.step(module.model.parameters())
+        if (step + 1) % run.log.every == 0 or step + 1 == config.steps or step == run.start:
+            return {"val_loss": validation_loss(module, val, ema)}
+        return None
+
+    summary = {**fit(run, lambda batch: (run.module(batch), {}), after_step, progress), "latent_scale": scale,
                "latent_shift": shift}
-    if accelerator.is_main_process:
-        save_checkpoint(accelerator, run, step, cfg, config.keep_checkpoints)
-        trained = accelerator.unwrap_model(module).model
+
+    def export(module: RendererLoss) -> None:
+        trained = module.model
         ema.store(trained.parameters())
         ema.copy_to(trained.parameters())
-        save_model(trained.eval(), out / "renderer.safetensors",
-                   extra={"trained_steps": step, "trained_on": str(data_dir), "weights": "ema", "train_config": cfg})
+        save_model(trained.eval(), out / "renderer.safetensors", extra=run.weights_metadata(summary, weights="ema"))
         ema.restore(trained.parameters())
         vae_file = Path(vae_path)
-        if vae_file.is_file() and vae_file.suffix == ".safetensors" and vae_file.resolve() != (out / "vae.safetensors"
-                                                                                             ).resolve():
+        if vae_file.is_file() and vae_file.suffix == ".safetensors" and (
+                vae_file.resolve() != (out / "vae.safetensors").resolve()):
             shutil.copyfile(vae_file, out / "vae.safetensors")
-        (run / "train_summary.json").write_text(json.dumps(summary, indent=1))
-    accelerator.wait_for_everyone()
-    return summary
+
+    return finish(run, summary, export)
 
 
 def _collate(samples: list[dict]) -> dict:

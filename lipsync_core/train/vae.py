@@ -6,9 +6,7 @@ diffusers ``AutoencoderKL`` (e.g. SD's f8) can serve the renderer instead (``--v
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,17 +17,7 @@ from torch import nn
 
 from ..models.io import load_model, save_model
 from ..types import LipSyncInputError
-from .common import (
-    LossLog,
-    config_dict,
-    load_checkpoint,
-    lr_lambda,
-    make_accelerator,
-    make_loader,
-    resolve_resume,
-    save_checkpoint,
-    seed_everything,
-)
+from .common import PresetConfig, finish, fit, make_accelerator, seed_everything, start_run
 from .dataset import load_dataset
 
 VAE_PRESETS: dict[str, dict] = {
@@ -48,7 +36,9 @@ VAE_PRESETS: dict[str, dict] = {
 
 
 @dataclass
-class VAETrainConfig:
+class VAETrainConfig(PresetConfig):
+    PRESETS = VAE_PRESETS  # class attribute (no annotation): not a field
+
     model: dict = field(default_factory=lambda: dict(VAE_PRESETS["demo"]["model"]))
     batch_size: int = 8
     steps: int = 1500
@@ -64,12 +54,6 @@ class VAETrainConfig:
     mixed_precision: str | None = None
     cpu: bool = False
 
-    @classmethod
-    def preset(cls, name: str) -> VAETrainConfig:
-        if name not in VAE_PRESETS:
-            raise LipSyncInputError(f"--preset {name!r}: use one of {sorted(VAE_PRESETS)}.")
-        p = VAE_PRESETS[name]
-        return cls(**{**{k: v for k, v in p.items() if k != "model"}, "model": dict(p["model"])})
 
 
 def build_vae(model_cfg: dict) -> AutoencoderKL:
@@ -128,59 +112,17 @@ class VAELoss(nn.Module):
 
 def train_vae(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: VAETrainConfig,
               resume: str | None = None, progress: bool = True) -> dict:
-    from tqdm import tqdm
-
     out = Path(out_dir)
-    run = out / "vae_run"  # checkpoints, logs, config: apart per stage (several stages may share out)
     accelerator = make_accelerator(config.mixed_precision, config.cpu)
     seed_everything(config.seed + accelerator.process_index)
     clips = load_dataset(data_dir, with_crops=True)
     crops = [c.crops[c.usable] for c in clips if c.usable.any()]
-    vae = build_vae(config.model)
-    module = VAELoss(vae, config.kl_weight)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.warmup, config.steps))
-    module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
-    start = 0
-    ckpt = resolve_resume(run, resume)
-    if ckpt is not None:
-        start = load_checkpoint(accelerator, ckpt)
-    loader = accelerator.prepare(make_loader(CropSampler(crops), config.seed, config.batch_size,
-                                             accelerator.num_processes, start, config.steps))
-    log = LossLog(run, accelerator.is_main_process, config.log_every, config.steps, "vae")
-    cfg = config_dict(config)
-    if accelerator.is_main_process:
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "train_config.json").write_text(json.dumps({"stage": "vae", "data": str(data_dir), **cfg}, indent=1))
-    t0 = time.perf_counter()
-    step = start
-    module.train()
-    bar = tqdm(total=config.steps, initial=start, desc="train-vae",
-               disable=not (progress and accelerator.is_main_process), unit="step")
-    for batch in loader:
-        with accelerator.autocast():
-            loss, parts = module(batch)
-        accelerator.backward(loss)
-        if config.grad_clip:
-            accelerator.clip_grad_norm_(module.parameters(), config.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        values = {k: accelerator.reduce(v.float().reshape(1), "mean").item()
-                  for k, v in {"loss": loss.detach(), **parts}.items()}
-        log.add(step, values, scheduler.get_last_lr()[0])
-        step += 1
-        bar.update(1)
-        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
-            save_checkpoint(accelerator, run, step, cfg, config.keep_checkpoints)
-    bar.close()
-    accelerator.wait_for_everyone()
-    summary = {"steps": step, "seconds": round(time.perf_counter() - t0, 1)}
-    if accelerator.is_main_process:
-        save_checkpoint(accelerator, run, step, cfg, config.keep_checkpoints)
-        trained = accelerator.unwrap_model(module).vae.eval()
-        save_model(trained, out / "vae.safetensors", extra={"trained_steps": step, "trained_on": str(data_dir),
-                                                            "train_config": cfg})
-        (run / "train_summary.json").write_text(json.dumps(summary, indent=1))
-    accelerator.wait_for_everyone()
-    return summary
+    # checkpoints, logs, config: apart per stage (several stages may share out)
+    run = start_run("vae", accelerator, VAELoss(build_vae(config.model), config.kl_weight), CropSampler(crops),
+                    config, out / "vae_run", data_dir, resume=resume)
+    summary = fit(run, run.module, progress=progress)
+
+    def export(module: VAELoss) -> None:
+        save_model(module.vae.eval(), out / "vae.safetensors", extra=run.weights_metadata(summary))
+
+    return finish(run, summary, export)
