@@ -268,19 +268,7 @@ def _learn_speaker_styles():
         torch.manual_seed(0)
         g = torch.Generator().manual_seed(1)
         emb = torch.randn(6, 8, generator=g)
-        model = LipMotionTransformer(
-            audio_dim=8,
-            d_model=32,
-            num_heads=4,
-            decoder_layers=2,
-            audio_encoder_layers=1,
-            lip_encoder_layers=1,
-            ff_dim=64,
-            dropout=0.0,
-            reference_dropout=0.0,
-            reference_mode=mode,
-            window=1,
-        )
+        model = small(mode, audio_dim=8, reference_dropout=0.0, window=1).train()
         opt = torch.optim.Adam(model.parameters(), 2e-3)
         for _ in range(300):
             audio, ref_audio, ref_mouth, target, _, _ = _phoneme_style_batch(g, emb)

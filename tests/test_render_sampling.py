@@ -74,3 +74,18 @@ def test_bad_arguments_get_clear_messages():
         make_scheduler("heun++")
     with pytest.raises(LipSyncInputError, match="steps"):
         sample_lower_half(lambda s, t: s, torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 4, 8), make_scheduler("ddim"), 0)
+
+
+def test_reference_candidates_keep_away_from_the_targets():
+    import numpy as np
+
+    from lipsync_core.render.conditioning import choose_reference_frames, frames_away_from
+
+    usable = np.ones(20, bool)
+    usable[15] = False
+    allowed = frames_away_from(usable, range(5, 10))  # targets 5..9, margin 2: frames 3..11 excluded
+    assert np.flatnonzero(allowed).tolist() == [0, 1, 2, 12, 13, 14, 16, 17, 18, 19]
+    assert frames_away_from(usable, [0, 19], margin=0).tolist() == [False, *usable[1:19].tolist(), False]
+    assert frames_away_from(usable, range(20)).tolist() == usable.tolist()  # nothing left: all usable frames
+    refs = choose_reference_frames(np.linspace(0, 1, 20), frames_away_from(usable, [10]), 3)
+    assert not set(refs.tolist()) & {8, 9, 10, 11, 12, 15}

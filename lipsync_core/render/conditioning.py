@@ -50,6 +50,16 @@ def motion_windows(
     return feats[idx]
 
 
+def frames_away_from(usable: np.ndarray, targets, margin: int = 2) -> np.ndarray:
+    """``usable`` without the frames within ``margin`` of any target frame: reference candidates that cannot
+    hand the renderer its answer (training and evaluation). All of ``usable`` when that leaves nothing."""
+    usable = np.asarray(usable, bool)
+    allowed = usable.copy()
+    for k in np.asarray(targets, int).ravel():
+        allowed[max(int(k) - margin, 0): int(k) + margin + 1] = False
+    return allowed if allowed.any() else usable
+
+
 def choose_reference_frames(openness: np.ndarray, usable: np.ndarray, count: int) -> np.ndarray:
     """Indices of ``count`` usable frames spread over mouth openness (closed ... open), as IP_LAP does.
 

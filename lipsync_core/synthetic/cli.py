@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = [(speaker, str(out), args.seed, i, j, args.sentences_per_clip, args.shared_sentences, args.fps, args.size)
             for i, speaker in enumerate(speakers) for j in range(args.clips)]
     manifest, frames, t0 = [], 0, time.perf_counter()
-    workers = max(1, min(int(getattr(args, "workers", 1)), len(jobs)))
+    workers = max(1, min(args.workers, len(jobs)))
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
     try:
         rows = pool.map(_write_one, *zip(*jobs, strict=True)) if pool else (_write_one(*job) for job in jobs)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from ..models.io import load_model
 from .basis import fit_basis
+from .common import lane_threads
 from .dataset import load_basis, load_dataset
 from .demo_recipe import _steps
 from .evaluate import EvalOptions, motion_metrics
@@ -97,7 +97,7 @@ def run_ablation(work: Path, scale: float = 1.0, reuse_data: Path | None = None,
         args = [(d_train, work / f"{v}_seed{s}", variant_config(v, scale, reference_frames, s), resume)
                 for v, s in todo]
         if jobs > 1:
-            threads = max(1, (os.cpu_count() or 1) // jobs)
+            threads = lane_threads(jobs)
             with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
                 walls = list(pool.map(_train_one, *zip(*args, strict=True), [threads] * len(args)))
         else:

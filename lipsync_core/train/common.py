@@ -97,6 +97,19 @@ def make_accelerator(mixed_precision: str | None, cpu: bool = False):
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 
+def seeded_accelerator(config):
+    """A stage's Accelerator, with torch and numpy seeded per process (seed + rank) before any model is built."""
+    accelerator = make_accelerator(config.mixed_precision, config.cpu)
+    seed_everything(config.seed + accelerator.process_index)
+    return accelerator
+
+
+def lane_threads(jobs: int) -> int:
+    """Torch threads for each of ``jobs`` training processes side by side: the cores split between them
+    (on a small CPU, OpenMP contention between processes costs more than extra threads give)."""
+    return max(1, (os.cpu_count() or 1) // max(jobs, 1))
+
+
 def make_loader(make: Callable, seed: int, batch_size: int, num_processes: int, start_step: int, steps: int):
     """Batches ``start_step..steps`` of a run: global batch = batch_size * processes, sharded by accelerate."""
     global_batch = batch_size * num_processes

@@ -22,13 +22,13 @@ import json
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
 from ..pipeline import MODEL_FILES
 from .basis import fit_basis
+from .common import lane_threads
 from .evaluate import EvalOptions, evaluate
 from .motion import MotionTrainConfig, train_motion
 from .prepare import PrepareOptions, prepare
@@ -74,9 +74,24 @@ class Stages:
         return round(time.perf_counter() - self.t0, 1)
 
 
-def _lane_threads(jobs: int) -> int:
-    """Torch threads per lane: the cores split between the lanes (OMP contention costs more than it gives)."""
-    return max(1, (os.cpu_count() or 1) // max(jobs, 1))
+def _beside(here, fn, args: tuple, threads: int):
+    """Run ``here()`` in this process while ``fn(*args, threads, False)`` runs in a spawned one, each with
+    ``threads`` torch threads; ``fn``'s result. This process's thread count is restored afterwards, and
+    the second process is stopped if either side fails (no orphan left training)."""
+    import torch
+
+    before = torch.get_num_threads()
+    pool = get_context("spawn").Pool(1)
+    try:
+        torch.set_num_threads(threads)
+        print(f"== lanes: stage 1 in a second process, VAE -> renderer here ({threads} thread(s) each)", flush=True)
+        other = pool.apply_async(fn, (*args, threads, False))
+        here()
+        return other.get()
+    finally:
+        pool.terminate()  # idle after get(); stops a still-running lane when this side failed
+        pool.join()
+        torch.set_num_threads(before)
 
 
 def _motion_lane(work: Path, d_train: Path, models: Path, motion_cfg, none_cfg, resume: str | None,
@@ -120,24 +135,21 @@ def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: 
     motion_cfg = _steps(MotionTrainConfig.preset("demo"), scale, stage_steps.get("motion"))
     renderer_cfg = _steps(RendererTrainConfig.preset("demo"), scale, stage_steps.get("renderer"))
     none_cfg = replace(motion_cfg, model={**motion_cfg.model, "reference_mode": "none"}) if compare_none else None
-    lane = None
-    if jobs >= 2:  # stage 1 in a second process, VAE -> renderer here
-        import torch
 
-        threads = _lane_threads(jobs)
-        torch.set_num_threads(threads)
-        print(f"== lanes: stage 1 in a second process, VAE -> renderer here ({threads} thread(s) each)", flush=True)
-        pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"))
-        lane = pool.submit(_motion_lane, work, d_train, models, motion_cfg, none_cfg, again, threads, False)
-    t_lanes = time.perf_counter()
-    st.run("train-vae", lambda: train_vae(d_train, work / "vae", vae_cfg, again), work / "vae" / "vae.safetensors")
-    st.run("train-renderer", lambda: train_renderer(d_train, models, renderer_cfg, work / "vae" / "vae.safetensors",
-                                                    resume=again), models / "renderer.safetensors")
-    if lane is not None:
-        lane_times, lane_pid = lane.result()
-        pool.shutdown()
+    def image_lane() -> None:
+        st.run("train-vae", lambda: train_vae(d_train, work / "vae", vae_cfg, again),
+               work / "vae" / "vae.safetensors")
+        st.run("train-renderer", lambda: train_renderer(d_train, models, renderer_cfg,
+                                                        work / "vae" / "vae.safetensors", resume=again),
+               models / "renderer.safetensors")
+
+    if jobs >= 2:  # stage 1 in a second process, VAE -> renderer here
+        t_lanes = time.perf_counter()
+        lane_times, lane_pid = _beside(image_lane, _motion_lane, (work, d_train, models, motion_cfg, none_cfg, again),
+                                       lane_threads(jobs))
         st.times["training wall (lanes)"] = round(time.perf_counter() - t_lanes, 1)
     else:
+        image_lane()
         lane_times, lane_pid = _motion_lane(work, d_train, models, motion_cfg, none_cfg, again)
     st.times.update(lane_times)
     report = st.run("eval", lambda: evaluate(models, d_test, EvalOptions(reference_frames=128, render_frames=8)))

@@ -66,13 +66,15 @@ def silent_frames(silence: np.ndarray, margin: int) -> np.ndarray:
     return ~near
 
 
-def predict_params(model, pool: ReferencePool, index: int, n: int) -> np.ndarray:
-    clip = pool.clips[index]
+def predict_params(model, pool: ReferencePool, index: int, n: int,
+                   features: np.ndarray | None = None) -> np.ndarray:
+    """Mouth params for clip ``index`` (or for other ``features``) with an n-frame reference of its speaker."""
+    features = pool.clips[index].features if features is None else features
     if model.uses_reference and n > 0:
         ref_audio, ref_params = pool.eval_reference(index, n)
-        pred, _ = model.predict_clip(clip.features, ref_audio, ref_params)
+        pred, _ = model.predict_clip(features, ref_audio, ref_params)
     else:
-        pred, _ = model.predict_clip(clip.features)
+        pred, _ = model.predict_clip(features)
     return pred.float().cpu().numpy()
 
 
@@ -89,12 +91,7 @@ def padded_silence_openness(model, mouth: MouthModel, pool: ReferencePool, index
     if spec is None:
         raise LipSyncInputError("eval: the motion model records no audio feature spec; re-export it with train-motion.")
     feats = audio_features(wave, c.fps, len(c.params) + 2 * pad_frames, spec).features
-    if model.uses_reference and n > 0:
-        ref_audio, ref_params = pool.eval_reference(index, n)
-        pred, _ = model.predict_clip(feats, ref_audio, ref_params)
-    else:
-        pred, _ = model.predict_clip(feats)
-    pred = pred.float().cpu().numpy()
+    pred = predict_params(model, pool, index, n, feats)
     silent = np.r_[pred[:pad_frames - options.leakage_margin_frames], pred[len(pred) - pad_frames
                                                                            + options.leakage_margin_frames:]]
     return openings(mouth, silent, c.neutral)
@@ -172,7 +169,7 @@ def render_metrics(models_dir: Path, mouth: MouthModel, data_dir, model, options
     from skimage.metrics import structural_similarity
 
     from ..render.codec import DiffusersVAECodec
-    from ..render.conditioning import choose_reference_frames, mask_lower_half, motion_windows
+    from ..render.conditioning import choose_reference_frames, frames_away_from, mask_lower_half, motion_windows
     from ..render.sampling import shared_noise
 
     renderer = load_model(models_dir / "renderer.safetensors", "renderer", options.device)
@@ -192,10 +189,7 @@ def render_metrics(models_dir: Path, mouth: MouthModel, data_dir, model, options
         if not len(usable):
             continue
         idx = usable[np.linspace(0, len(usable) - 1, min(options.render_frames, len(usable))).round().astype(int)]
-        allowed = c.usable.copy()
-        for k in idx:
-            allowed[max(k - 2, 0): k + 3] = False
-        refs = choose_reference_frames(a.openness, allowed if allowed.any() else c.usable, 3)
+        refs = choose_reference_frames(a.openness, frames_away_from(c.usable, idx), 3)
         ref_lat = codec.encode(torch.from_numpy(c.crops[refs]).float() / 255.0)
         feats = renderer.encode_reference(ref_lat[None].to(options.device))
         crops = torch.from_numpy(c.crops[idx]).float() / 255.0

@@ -23,7 +23,7 @@ from ..models.io import save_model
 from ..models.motion import LipMotionTransformer, motion_loss
 from ..motion import MouthModel
 from ..types import LipSyncInputError
-from .common import PresetConfig, finish, fit, make_accelerator, seed_everything, start_run
+from .common import PresetConfig, finish, fit, seeded_accelerator, start_run
 from .dataset import ClipData, basis_path, load_basis, load_dataset
 
 MOTION_PRESETS: dict[str, dict] = {
@@ -239,8 +239,7 @@ def train_motion(
 ) -> dict:
     """Train stage 1; writes ``out_dir/motion.safetensors`` (+ the basis) and returns a summary."""
     out = Path(out_dir)
-    accelerator = make_accelerator(config.mixed_precision, config.cpu)
-    seed_everything(config.seed + accelerator.process_index)
+    accelerator = seeded_accelerator(config)
     mouth = load_basis(basis or basis_path(data_dir))
     clips = motion_clips(load_dataset(data_dir, min_frames=2), mouth)
     spec = load_dataset_spec(data_dir)

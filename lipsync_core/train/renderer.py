@@ -24,10 +24,10 @@ from torch import nn
 from ..models.io import save_model
 from ..models.renderer import LipRenderUNet, ReferenceFeatures, renderer_loss
 from ..render.codec import DiffusersVAECodec
-from ..render.conditioning import choose_reference_frames, mask_lower_half, motion_windows
+from ..render.conditioning import choose_reference_frames, frames_away_from, mask_lower_half, motion_windows
 from ..render.sampling import DEFAULT_NOISE_SCHEDULE
 from ..types import LipSyncInputError
-from .common import PresetConfig, finish, fit, make_accelerator, seed_everything, start_run
+from .common import PresetConfig, finish, fit, seeded_accelerator, start_run
 from .dataset import basis_path, load_basis, load_dataset
 from .vae import load_vae
 
@@ -113,11 +113,7 @@ class RendererSampler:
         c = self.clips[int(rng.choice(len(self.clips), p=self.p))]
         s = int(c.starts[int(rng.integers(len(c.starts)))])
         span = slice(s, s + self.frames)
-        allowed = c.usable.copy()
-        allowed[max(s - 2, 0): s + self.frames + 2] = False
-        if not allowed.any():
-            allowed = c.usable
-        refs = choose_reference_frames(c.openness, allowed, self.k)
+        refs = choose_reference_frames(c.openness, frames_away_from(c.usable, range(s, s + self.frames)), self.k)
         refs = np.resize(refs, self.k)  # a short clip may give fewer distinct frames: repeat them
         shape = c.latents.shape[1:]
         return {
@@ -204,8 +200,7 @@ def train_renderer(
     from diffusers.training_utils import EMAModel
 
     out = Path(out_dir)
-    accelerator = make_accelerator(config.mixed_precision, config.cpu)
-    seed_everything(config.seed + accelerator.process_index)
+    accelerator = seeded_accelerator(config)
     mouth = load_basis(basis or basis_path(data_dir))
     vae = load_vae(vae_path, accelerator.device).eval().requires_grad_(False)
     probe = DiffusersVAECodec(vae, 1.0, 0.0)

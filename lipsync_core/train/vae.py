@@ -17,7 +17,7 @@ from torch import nn
 
 from ..models.io import load_model, save_model
 from ..types import LipSyncInputError
-from .common import PresetConfig, finish, fit, make_accelerator, seed_everything, start_run
+from .common import PresetConfig, finish, fit, seeded_accelerator, start_run
 from .dataset import load_dataset
 
 VAE_PRESETS: dict[str, dict] = {
@@ -113,8 +113,7 @@ class VAELoss(nn.Module):
 def train_vae(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: VAETrainConfig,
               resume: str | None = None, progress: bool = True) -> dict:
     out = Path(out_dir)
-    accelerator = make_accelerator(config.mixed_precision, config.cpu)
-    seed_everything(config.seed + accelerator.process_index)
+    accelerator = seeded_accelerator(config)
     clips = load_dataset(data_dir, with_crops=True)
     crops = [c.crops[c.usable] for c in clips if c.usable.any()]
     # checkpoints, logs, config: apart per stage (several stages may share out)
