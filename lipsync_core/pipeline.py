@@ -23,10 +23,11 @@ from .audio import TARGET_RATE, compute_features, load_audio_file
 from .audio.features import CONTEXT, N_MELS
 from .audio.length import LengthMatch, match_length
 from .face import FaceTracker, paste_back, warp_to_crops
+from .face.align import MASK_FEATHER, MASK_POINTS
 from .media import VideoWriter, iter_video_frames, probe_video
 from .models.io import load_model
 from .models.precision import autocast_context
-from .motion import MouthModel, mouth_opening, rotation_to_vector
+from .motion import MOUTH_INDICES, MouthModel, mouth_opening, procrustes_align, rotation_to_vector
 from .render.codec import DiffusersVAECodec, LatentCodec, check_codec
 from .render.conditioning import choose_reference_frames, choose_reference_window, mask_lower_half, motion_windows
 from .render.sampling import make_scheduler, sample_lower_half, shared_noise
@@ -39,11 +40,14 @@ MODEL_FILES = {
     "vae": "vae.safetensors",
 }
 
+# Where the paste mask's points sit among the mouth model's vertices (lips, then jaw).
+_MASK_IN_MOUTH = np.array([list(MOUTH_INDICES).index(i) for i in MASK_POINTS])
 # Windows per stage-1 call: bounds activation memory on long videos; the result does not depend on it.
 MOTION_BATCH = 512
 
 Progress = Callable[[int, int], None]  # (done, total) of the current stage
 Interrupt = Callable[[], None]  # raises to stop between chunks
+CropGenerator = Callable[[torch.Tensor, np.ndarray], np.ndarray]  # (crops [n,S,S,3], output indices) -> crops
 
 
 def _nothing(*_args) -> None:
@@ -122,7 +126,7 @@ class RenderSettings:
     precision: str = "fp32"
     color_match: float = 0.5
     reference_images: int = 3
-    feather: float = 0.06
+    feather: float = MASK_FEATHER  # IOD units: the paste mask's soft edge
 
     def io_chunk(self) -> int:
         """``chunk_size`` rounded up to whole render blocks, so chunking never changes a frame."""
@@ -367,13 +371,16 @@ class FrameRenderer:
         c, h, w = ref_latents.shape[1:]
         self.noise = shared_noise((c, h, w), self.settings.seed, self.device)
 
-    def render(self, frames: np.ndarray, out_indices: np.ndarray, step_callback=None) -> tuple[np.ndarray, np.ndarray]:
+    def render(self, frames: np.ndarray, out_indices: np.ndarray, step_callback=None,
+               generate: CropGenerator | None = None) -> tuple[np.ndarray, np.ndarray]:
         """frames [n, H, W, 3] (the source frames of output frames ``out_indices``) -> (frames, masks [n, H, W]).
 
         Frames go through the networks in blocks aligned to absolute output indices
         (``settings.render_batch`` frames each): a frame is always computed in the same batch,
         so the result is bit-identical for any chunking whose chunks hold whole blocks
-        (:meth:`RenderSettings.io_chunk`).
+        (:meth:`RenderSettings.io_chunk`). ``generate(crops, out_indices) -> crops`` replaces the
+        networks (the fidelity benchmark's resample-only, VAE-only and seam rows); cropping and
+        paste-back stay exactly as in a real run.
         """
         track = self.analysis.track
         src = self.source_indices[out_indices]
@@ -384,20 +391,34 @@ class FrameRenderer:
         blocks = np.asarray(out_indices) // self.settings.render_batch
         for block in np.unique(blocks):
             todo = np.flatnonzero(usable & (blocks == block))
-            if len(todo):
-                out_crops[todo] = self._render_crops(frames[todo], transforms[todo], out_indices[todo], step_callback)
+            if not len(todo):
+                continue
+            with self.stopwatch("crop"):
+                crops = torch.from_numpy(warp_to_crops(frames[todo], transforms[todo], size))
+            if generate is None:
+                out_crops[todo] = self._render_crops(crops, out_indices[todo], step_callback)
+            else:
+                out_crops[todo] = generate(crops, out_indices[todo])
         with self.stopwatch("paste back"):
             out, masks = paste_back(
                 frames, out_crops, transforms, landmarks=track.landmarks[src], usable=usable,
                 feather=self.settings.feather, color_match_strength=self.settings.color_match,
+                mask_points=self.generated_mouth_points(src, out_indices),
             )
         return out, masks
 
-    def _render_crops(self, frames, transforms, out_indices, step_callback) -> np.ndarray:
-        """One batch of usable frames -> generated face crops [n, S, S, 3] float 0..1."""
+    def generated_mouth_points(self, src: np.ndarray, out_indices: np.ndarray) -> np.ndarray:
+        """Image points (n, N, 2) of the lips and jaw the renderer is asked to draw: the paste mask covers
+        them as well as the frame's own, so a jaw opened wider than in the frame is repainted whole."""
+        mouth = self.models.mouth
+        pose = procrustes_align(self.analysis.track.landmarks[src], mouth.mean_face)
+        verts = mouth.decode(self.motion.params[out_indices], self.analysis.neutral)[:, _MASK_IN_MOUTH]
+        image = pose.scale[:, None, None] * np.einsum("tnj,tkj->tnk", verts, pose.rotation)
+        return (image + pose.translation[:, None, :])[..., :2]
+
+    def _render_crops(self, crops: torch.Tensor, out_indices: np.ndarray, step_callback) -> np.ndarray:
+        """One batch of face crops [n, S, S, 3] of usable frames -> generated crops [n, S, S, 3] float 0..1."""
         clock, renderer = self.stopwatch, self.models.renderer
-        with clock("crop"):
-            crops = torch.from_numpy(warp_to_crops(frames, transforms, renderer.config.crop_size))
         with torch.inference_mode(), autocast_context(self.device, self.settings.precision):
             with clock("vae encode"):
                 context = self.codec.encode(mask_lower_half(crops)).to(self.device)
