@@ -22,14 +22,21 @@ import torch
 from .audio import TARGET_RATE, compute_features, load_audio_file
 from .audio.features import CONTEXT, N_MELS
 from .audio.length import LengthMatch, match_length
-from .face import FaceTracker, paste_back, warp_to_crops
+from .face import FaceTracker, paste_back, track_faces, warp_to_crops
 from .face.align import MASK_FEATHER, MASK_POINTS
+from .face.template import LEGACY_FRAMING, crop_framing
 from .media import VideoWriter, iter_video_frames, probe_video
 from .models.io import load_model
 from .models.precision import autocast_context
 from .motion import MOUTH_INDICES, MouthModel, mouth_opening, procrustes_align, rotation_to_vector
 from .render.codec import DiffusersVAECodec, LatentCodec, check_codec
-from .render.conditioning import choose_reference_frames, choose_reference_window, mask_lower_half, motion_windows
+from .render.conditioning import (
+    choose_reference_frames,
+    choose_reference_window,
+    mask_lower_half,
+    motion_windows,
+    nearest_by_opening,
+)
 from .render.sampling import make_scheduler, sample_lower_half, shared_noise
 from .types import AudioFeatures, FaceTrack, FeatureSpec, LipMotion, LipSyncInputError, StyleReference
 
@@ -355,10 +362,12 @@ class FrameRenderer:
     reference_crops: np.ndarray  # (k, S, S, 3) float 0..1
     settings: RenderSettings = field(default_factory=RenderSettings)
     stopwatch: Stopwatch = field(default_factory=Stopwatch)
+    reference_openness: np.ndarray | None = None  # (k,) mouth opening of each reference; None: measured here
 
     def __post_init__(self) -> None:
         renderer = self.models.renderer
         cfg = renderer.config
+        check_framing(cfg.crop_framing)
         self.device = next(renderer.parameters()).device
         src = self.source_indices
         self.windows = torch.from_numpy(
@@ -370,6 +379,12 @@ class FrameRenderer:
             self.reference_features = renderer.encode_reference(ref_latents[None])
         c, h, w = ref_latents.shape[1:]
         self.noise = shared_noise((c, h, w), self.settings.seed, self.device)
+        self.reference_latents = ref_latents
+        if cfg.reference_concat:  # the copy path: per output frame, the reference nearest its driving opening
+            if self.reference_openness is None:
+                self.reference_openness = crop_openness(self.reference_crops, self.models.mouth)
+            driving = self.models.mouth.opening(self.motion.params, self.analysis.neutral)
+            self.aligned_reference = nearest_by_opening(self.reference_openness, driving)
 
     def render(self, frames: np.ndarray, out_indices: np.ndarray, step_callback=None,
                generate: CropGenerator | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -424,9 +439,13 @@ class FrameRenderer:
                 context = self.codec.encode(mask_lower_half(crops)).to(self.device)
             motion = self.windows[out_indices].to(self.device, context.dtype)
             refs = self.reference_features
+            aligned = None
+            if renderer.config.reference_concat:
+                aligned = self.reference_latents[torch.from_numpy(self.aligned_reference[out_indices])]
 
             def denoiser(sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                return renderer(sample, t, motion, masked_latent=context, reference_features=refs)
+                return renderer(sample, t, motion, masked_latent=context, reference_features=refs,
+                                reference_latent=aligned)
 
             with clock("denoise"):
                 latents = sample_lower_half(
@@ -437,10 +456,33 @@ class FrameRenderer:
                 return self.codec.decode(latents).float().cpu().numpy()
 
 
-def reference_crops_from(source: FrameSource, analysis: FaceAnalysis, count: int, crop_size: int) -> np.ndarray:
-    """Crops of ``count`` frames spread over mouth openness: the renderer's appearance reference."""
+def check_framing(framing) -> None:
+    """A renderer renders the crop framing it was trained on; crops of another framing would misplace the face."""
+    trained = tuple(framing) if framing is not None else LEGACY_FRAMING
+    if not np.allclose(trained, crop_framing()):
+        raise LipSyncInputError(
+            f"renderer: it was trained on face crops framed {trained} (scale, centre) but this version crops "
+            f"{crop_framing()}; use a renderer trained with this version (the shipped demo models are)."
+        )
+
+
+def reference_crops_from(source: FrameSource, analysis: FaceAnalysis, count: int,
+                         crop_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Crops of ``count`` frames spread over mouth openness, and their openings: the renderer's appearance
+    reference."""
     idx = choose_reference_frames(analysis.openness, analysis.track.usable, count)
-    return warp_to_crops(source.get(idx), analysis.track.crop_transforms[idx], crop_size)
+    return warp_to_crops(source.get(idx), analysis.track.crop_transforms[idx], crop_size), analysis.openness[idx]
+
+
+def crop_openness(crops: np.ndarray, mouth: MouthModel) -> np.ndarray:
+    """Mouth opening (k,) of face crops given without their track (a style node's crops): tracked here;
+    a crop where no face is found counts as the median opening of the others (0 if none)."""
+    track = track_faces(np.asarray(crops), fps=25.0, crop_size=int(np.asarray(crops).shape[1]), smoothing=None)
+    opening = np.full(len(track), np.nan, np.float32)
+    if track.detected.any():
+        opening[track.detected] = mouth_opening(mouth.align(track.landmarks[track.detected]))
+    fill = float(np.nanmedian(opening)) if np.isfinite(opening).any() else 0.0
+    return np.where(np.isfinite(opening), opening, fill).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- the whole job
@@ -524,11 +566,9 @@ def lipsync(
     with clock("stage 1 (motion)"):
         motion = predict_motion(models, features, style, style_strength)
     with clock("reference encode"):
-        renderer = FrameRenderer(
-            models, codec, analysis, motion, matched.frame_indices,
-            reference_crops_from(video, analysis, settings.reference_images, crop_size), settings,
-            stopwatch=clock,
-        )
+        ref_crops, ref_openness = reference_crops_from(video, analysis, settings.reference_images, crop_size)
+        renderer = FrameRenderer(models, codec, analysis, motion, matched.frame_indices, ref_crops, settings,
+                                 stopwatch=clock, reference_openness=ref_openness)
     total, chunk = matched.num_frames, settings.io_chunk()
     for start in range(0, total, chunk):
         interrupt()

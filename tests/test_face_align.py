@@ -11,8 +11,8 @@ import torch
 from lipsync_core.face import (
     apply_transform,
     crop_template,
-    mouth_chin_masks,
     lower_half_mask,
+    mouth_chin_masks,
     paste_back,
     track_faces,
     warp_to_crops,

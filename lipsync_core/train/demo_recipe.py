@@ -39,8 +39,9 @@ from .vae import VAETrainConfig, train_vae
 PACKAGE = Path(__file__).resolve().parents[1]
 DEMO_MODELS = PACKAGE / "assets" / "demo_models"
 
-# The demo's data: puppet speakers at 128 px, face crops at 64 px (f4 VAE -> 16x16 latents).
-DEMO_DATA = {"train_speakers": 16, "train_clips": 6, "test_speakers": 4, "test_clips": 3, "size": 128,
+# The demo's data: puppet speakers at 256 px (the frame size of real use: crops are shrunk and prefiltered as
+# in inference), face crops at 64 px (f4 VAE -> 16x16 latents).
+DEMO_DATA = {"train_speakers": 16, "train_clips": 6, "test_speakers": 4, "test_clips": 3, "size": 256,
              "sentences_per_clip": 2, "crop_size": 64}
 
 

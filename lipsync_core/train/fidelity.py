@@ -169,8 +169,8 @@ def _clip_rows(models, codec, video_path: Path, options: FidelityOptions) -> dic
 
     def run(generate=None, motion: LipMotion | None = None) -> tuple[np.ndarray, np.ndarray]:
         motion = motion or LipMotion(analysis.params, fps)
-        refs = reference_crops_from(source, analysis, settings.reference_images, crop_size)
-        renderer = FrameRenderer(models, codec, analysis, motion, idx, refs, settings)
+        refs, openness = reference_crops_from(source, analysis, settings.reference_images, crop_size)
+        renderer = FrameRenderer(models, codec, analysis, motion, idx, refs, settings, reference_openness=openness)
         return renderer.render(frames, idx, generate=generate)
 
     half = models.renderer.config.latent_size // 2
@@ -208,7 +208,6 @@ def _clip_rows(models, codec, video_path: Path, options: FidelityOptions) -> dic
 
 def _score_clip(models, clip: dict, crop_size: int) -> dict:
     from ..pipeline import ArrayFrames, track_source
-    from .evaluate import openings
 
     mouth = models.mouth
     frames, truth, track = clip["frames"], clip["truth"], clip["track"]
@@ -232,7 +231,7 @@ def _score_clip(models, clip: dict, crop_size: int) -> dict:
         lmd, opening = retracked(out)
         figures.update({"lip_lmd_retracked": lmd, "lip_lmd_floor": floor, **opening_figures(opening, truth_open)})
         if row == "whole job":
-            stage1 = openings(mouth, clip["predicted"], clip["analysis"].neutral)
+            stage1 = mouth.opening(clip["predicted"], clip["analysis"].neutral)
             figures.update({f"stage1_{k}": v for k, v in opening_figures(stage1, truth_open).items()})
         rows[row] = figures
     return rows
