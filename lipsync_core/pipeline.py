@@ -24,7 +24,7 @@ from .audio.features import CONTEXT, N_MELS
 from .audio.length import LengthMatch, match_length
 from .face import FaceTracker, paste_back, track_faces, warp_to_crops
 from .face.align import MASK_FEATHER, MASK_POINTS
-from .face.template import LEGACY_FRAMING, crop_framing
+from .face.template import crop_framing
 from .media import VideoWriter, iter_video_frames, probe_video
 from .models.io import load_model
 from .models.precision import autocast_context
@@ -458,7 +458,9 @@ class FrameRenderer:
 
 def check_framing(framing) -> None:
     """A renderer renders the crop framing it was trained on; crops of another framing would misplace the face."""
-    trained = tuple(framing) if framing is not None else LEGACY_FRAMING
+    if framing is None:  # built in code, not loaded: it takes this version's framing
+        return
+    trained = tuple(framing)
     if not np.allclose(trained, crop_framing()):
         raise LipSyncInputError(
             f"renderer: it was trained on face crops framed {trained} (scale, centre) but this version crops "

@@ -16,6 +16,7 @@ import torch
 from diffusers import AutoencoderKL
 from torch import nn
 
+from ..face.template import LEGACY_FRAMING
 from ..weights import WeightsFileError, load_tensors, save_tensors
 from .motion import LipMotionTransformer
 from .renderer import LipRenderUNet
@@ -81,8 +82,11 @@ def load_model(
     cls, version = MODEL_KINDS[wf.kind]
     if wf.format_version > version:
         raise WeightsFileError(f"{path}: format version {wf.format_version} of '{wf.kind}' is newer than this pack's.")
+    config = dict(wf.config)
+    if wf.kind == "renderer":  # renderers saved before the framing was recorded were trained on the first one
+        config.setdefault("crop_framing", list(LEGACY_FRAMING))
     try:
-        model = cls.from_config(wf.config)
+        model = cls.from_config(config)
     except Exception as exc:  # noqa: BLE001 - any failure to build means a bad config
         raise WeightsFileError(f"{path}: its '{wf.kind}' config does not build a model ({_short(exc)}).") from exc
     expected = model.state_dict()

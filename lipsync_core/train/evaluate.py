@@ -47,6 +47,7 @@ class EvalOptions:
     lpips: Path | None = None
     fid: Path | None = None
     device: str = "cpu"
+    fidelity_videos: Path | None = None  # held-out puppet clips: the frame-level fidelity rows (train/fidelity.py)
 
 
 def silent_frames(silence: np.ndarray, margin: int) -> np.ndarray:
@@ -251,6 +252,16 @@ def evaluate(models_dir: str | os.PathLike, data_dir: str | os.PathLike, options
         report["render"] = render_metrics(models_dir, mouth, data_dir, model, options)
     else:
         report["render"] = None
+    report["fidelity"] = None
+    if options.fidelity_videos is not None and render_ok:
+        from ..pipeline import LipSyncModels
+        from .fidelity import FidelityOptions, fidelity
+
+        bundle = LipSyncModels.from_folder(models_dir, options.device)
+        if motion_path:
+            bundle.motion = model
+        report["fidelity"] = fidelity(bundle, options.fidelity_videos,
+                                      FidelityOptions(seed=options.seed))
     missing = {"LPIPS": ("lpips", options.lpips), "FID": ("fid", options.fid),
                "SyncScore": ("syncnet (syncnet_v2)", options.syncnet)}
     report["not_computed"] = {
@@ -286,6 +297,10 @@ def markdown_table(report: dict) -> str:
              f"{m['silent_frames']} silent frames.", "", "| metric | this model | paper, HDTF (Table I) |",
              "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    if report.get("fidelity"):
+        from .fidelity import markdown as fidelity_markdown
+
+        lines += ["", fidelity_markdown(report["fidelity"])]
     return "\n".join(lines) + "\n"
 
 

@@ -59,7 +59,6 @@ class FidelityOptions:
     sampler: str = "ddim"
     seed: int = 0
     rows: tuple[str, ...] = ROWS
-    device: str = "cpu"
 
 
 # ----------------------------------------------------------------------------- measures

@@ -76,6 +76,8 @@ class RendererTrainConfig(PresetConfig):
     ema_decay: float = 0.9999
     latent_scale: float | None = None  # None: 1 / std of the data's latents (recorded in the renderer config)
     latent_shift: float | None = None  # None: 0
+    normalise_motion: bool = True  # motion features scaled by the data's statistics (stored in the config)
+    shared_noise: bool = False  # True: the 5 frames of a sample share one noise and one timestep (the first way)
     val_samples: int = 8  # fixed samples whose loss is logged (a smooth curve for tests and plots)
     log_every: int = 100
     checkpoint_every: int = 5000
@@ -111,11 +113,12 @@ class RenderClip:
 
 
 class RendererSampler:
-    def __init__(self, clips: list[RenderClip], frames: int, reference_images: int) -> None:
+    def __init__(self, clips: list[RenderClip], frames: int, reference_images: int, shared_noise: bool = False
+                 ) -> None:
         self.clips = [c for c in clips if len(c.starts)]
         if not self.clips:
             raise LipSyncInputError(f"data: no clip has {frames} consecutive usable frames for the renderer.")
-        self.frames, self.k = frames, reference_images
+        self.frames, self.k, self.shared_noise = frames, reference_images, shared_noise
         w = np.array([len(c.starts) for c in self.clips], np.float64)
         self.p = w / w.sum()
 
@@ -126,15 +129,17 @@ class RendererSampler:
         refs = choose_reference_frames(c.openness, frames_away_from(c.usable, range(s, s + self.frames)), self.k)
         refs = np.resize(refs, self.k)  # a short clip may give fewer distinct frames: repeat them
         aligned = refs[nearest_by_opening(c.openness[refs], c.openness[span])]
-        shape = (self.frames,) + tuple(c.latents.shape[1:])
+        draws = 1 if self.shared_noise else self.frames
         steps = DEFAULT_NOISE_SCHEDULE["num_train_timesteps"]
+        noise = rng.standard_normal((draws,) + tuple(c.latents.shape[1:])).astype(np.float32)
+        timesteps = rng.integers(0, steps, draws)
         return {
             "latents": c.latents[span].float(), "masked": c.masked[span].float(),
             "motion": torch.from_numpy(c.motion[span].astype(np.float32)),
             "reference": c.latents[torch.from_numpy(refs)].float(),
             "aligned_reference": c.latents[torch.from_numpy(aligned)].float(),
-            "noise": torch.from_numpy(rng.standard_normal(shape).astype(np.float32)),
-            "timestep": torch.from_numpy(rng.integers(0, steps, self.frames)),
+            "noise": torch.from_numpy(noise).expand(self.frames, *noise.shape[1:]).contiguous(),
+            "timestep": torch.from_numpy(timesteps).expand(self.frames).contiguous(),
         }
 
 
@@ -238,10 +243,10 @@ def train_renderer(
         c.masked = ((c.masked.float() - shift) * scale).half()
     crop_size = int(load_dataset_meta_crop(data_dir))
     model = build_renderer(config, vae, crop_size, mouth.identity_dim, scale, shift, str(vae_path),
-                           motion_stats(clips))
+                           motion_stats(clips) if config.normalise_motion else None)
     ema = EMAModel(model.parameters(), decay=config.ema_decay)
     ema.to(accelerator.device)
-    sampler = RendererSampler(clips, config.frames, config.reference_images)
+    sampler = RendererSampler(clips, config.frames, config.reference_images, config.shared_noise)
     # checkpoints, logs, config: apart per stage (several stages may share out)
     run = start_run("renderer", accelerator, RendererLoss(model), sampler, config, out / "renderer_run", data_dir,
                     checkpointed=[ema], resume=resume,
