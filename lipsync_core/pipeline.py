@@ -21,23 +21,19 @@ import torch
 
 from .audio import TARGET_RATE, compute_features, load_audio_file
 from .audio.features import CONTEXT, N_MELS
+from .audio.io import STYLE_AUDIO_FIX
 from .audio.length import LengthMatch, match_length
 from .face import FaceTracker, paste_back, warp_to_crops
-from .media import VideoWriter, iter_video_frames, probe_video
+from .media import VideoWriter, check_output_path, iter_video_frames, probe_video
 from .models.io import load_model
 from .models.precision import autocast_context
 from .motion import MouthModel, mouth_opening, rotation_to_vector
 from .render.codec import DiffusersVAECodec, LatentCodec, check_codec
 from .render.conditioning import choose_reference_frames, choose_reference_window, mask_lower_half, motion_windows
 from .render.sampling import make_scheduler, sample_lower_half, shared_noise
+from .render.settings import RenderSettings
 from .types import AudioFeatures, FaceTrack, FeatureSpec, LipMotion, LipSyncInputError, StyleReference
-
-MODEL_FILES = {
-    "motion": "motion.safetensors",
-    "renderer": "renderer.safetensors",
-    "mouth_model": "mouth_model.safetensors",
-    "vae": "vae.safetensors",
-}
+from .weights import MODEL_FILES, check_model_folder  # noqa: F401 - MODEL_FILES: the folder's names, re-exported
 
 # Windows per stage-1 call: bounds activation memory on long videos; the result does not depend on it.
 MOTION_BATCH = 512
@@ -80,15 +76,12 @@ class LipSyncModels:
     @classmethod
     def from_folder(cls, folder: str | os.PathLike, device: str | torch.device = "cpu") -> LipSyncModels:
         """Load ``motion``, ``renderer``, ``mouth_model`` (and ``vae`` if present) .safetensors from a folder."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise LipSyncInputError(f"models: no folder {folder}; point --models at the folder of .safetensors files.")
-        vae_path = folder / MODEL_FILES["vae"]
+        paths = check_model_folder(folder)
         return cls(
-            motion=load_model(folder / MODEL_FILES["motion"], "motion", device),
-            renderer=load_model(folder / MODEL_FILES["renderer"], "renderer", device),
-            mouth=MouthModel.load(folder / MODEL_FILES["mouth_model"]),
-            vae=load_model(vae_path, "vae", device) if vae_path.is_file() else None,
+            motion=load_model(paths["motion"], "motion", device),
+            renderer=load_model(paths["renderer"], "renderer", device),
+            mouth=MouthModel.load(paths["mouth_model"]),
+            vae=load_model(paths["vae"], "vae", device) if "vae" in paths else None,
         )
 
     @property
@@ -107,26 +100,6 @@ class LipSyncModels:
             external = DiffusersVAECodec(self.vae, cfg.latent_scale, cfg.latent_shift)
         check_codec(external, cfg.latent_channels)
         return external
-
-
-@dataclass
-class RenderSettings:
-    """Stage-2 settings. Sampler and steps are the measured defaults: the fewest steps whose LipLMD is
-    within 5% of 200 DDIM steps (benchmarks/bench_steps_quality.py, docs/PERFORMANCE.md)."""
-
-    sampler: str = "ddim"
-    steps: int = 10
-    seed: int = 0
-    chunk_size: int = 16  # frames decoded, rendered and encoded per step of the stream (memory)
-    render_batch: int = 8  # frames per network batch, in blocks aligned to the output index
-    precision: str = "fp32"
-    color_match: float = 0.5
-    reference_images: int = 3
-    feather: float = 0.06
-
-    def io_chunk(self) -> int:
-        """``chunk_size`` rounded up to whole render blocks, so chunking never changes a frame."""
-        return -(-max(int(self.chunk_size), 1) // self.render_batch) * self.render_batch
 
 
 # ----------------------------------------------------------------------------- frames
@@ -522,35 +495,67 @@ def lipsync(
     return LipSyncResult(total, video.fps, matched.wave, motion, track, notes, clock.seconds, matched.frame_indices)
 
 
+@dataclass
+class FileInputs:
+    """The input files of a job, opened and checked (audio decoded) before any model is loaded."""
+
+    video: VideoFileFrames
+    wave: np.ndarray  # the new audio, 16 kHz mono
+    style_video: VideoFileFrames | None = None
+    style_wave: np.ndarray | None = None  # the style clip's audio, or the input video's own (None if silent)
+    paths: dict[str, Path] = field(default_factory=dict)  # input name -> path: never written to
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def open(
+        cls, video_path: str | os.PathLike, audio_path: str | os.PathLike, style_path: str | os.PathLike | None = None
+    ) -> FileInputs:
+        video = VideoFileFrames(video_path, "video")
+        wave = load_audio_file(audio_path, what="audio")
+        paths = {"video": Path(video_path), "audio": Path(audio_path)}
+        if style_path is not None:
+            paths["style"] = Path(style_path)
+            return cls(video, wave, VideoFileFrames(style_path, "style"),
+                       load_audio_file(style_path, what="style", fix=STYLE_AUDIO_FIX), paths)  # fmt: skip
+        try:
+            own = load_audio_file(video_path, what="video")  # the input video's own audio is the default reference
+        except LipSyncInputError:  # a silent video: no audio-aware reference, the model's generic style
+            return cls(video, wave, None, None, paths, ["the video has no usable sound of its own, so no style "
+                                                        "reference was taken from it (give a style clip)"])
+        return cls(video, wave, None, own, paths)
+
+
 def lipsync_file(
     video_path: str | os.PathLike,
     audio_path: str | os.PathLike,
     out_path: str | os.PathLike,
     models: LipSyncModels,
     style_path: str | os.PathLike | None = None,
+    inputs: FileInputs | None = None,
     **options,
 ) -> LipSyncResult:
-    """The CLI's job: stream a video file through :func:`lipsync` into an mp4 with the new audio."""
-    video = VideoFileFrames(video_path, "video")
-    wave = load_audio_file(audio_path)
-    style_video = style_wave = None
-    if style_path is not None:
-        style_video = VideoFileFrames(style_path, "style")
-        style_wave = load_audio_file(style_path)
-    else:
-        try:
-            style_wave = load_audio_file(video_path)  # the input video's own audio is the default reference
-        except LipSyncInputError:
-            style_wave = None
+    """The CLI's job: stream a video file through :func:`lipsync` into an mp4 with the new audio.
+
+    ``out_path`` may not be any input (refused before any work); the output appears only when
+    it is complete. ``inputs`` (:meth:`FileInputs.open` of the same paths) may be passed by a
+    caller that opened them before loading the models, as the command line does.
+    """
+    paths = {"video": video_path, "audio": audio_path, "style": style_path}
+    check_output_path(out_path, paths)
+    if inputs is None:
+        inputs = FileInputs.open(video_path, audio_path, style_path)
+    video = inputs.video
     policy = options.get("length_policy", "trim_to_audio")
     report = options.get("progress") or (lambda stage, done, total: None)
     start = time.perf_counter()
     track_first = track_source(video, models.renderer.config.crop_size, lambda d, t: report("track", d, t),
                                options.get("interrupt", _nothing), "video", **(options.get("tracker_options") or {}))
     track_seconds = time.perf_counter() - start
-    matched = match_length(video.num_frames, wave, video.fps, policy)
+    matched = match_length(video.num_frames, inputs.wave, video.fps, policy)
     with VideoWriter(out_path, video.fps, audio=matched.wave, sample_rate=TARGET_RATE) as writer:
-        result = lipsync(video, wave, models, lambda frames, masks: writer.write(frames), style_video=style_video,
-                         style_wave=style_wave, track=track_first, matched=matched, **options)
+        result = lipsync(video, inputs.wave, models, lambda frames, masks: writer.write(frames),
+                         style_video=inputs.style_video, style_wave=inputs.style_wave, track=track_first,
+                         matched=matched, **options)  # fmt: skip
     result.seconds = {"track": track_seconds, **result.seconds}
+    result.notes.extend(inputs.notes + writer.notes)
     return result

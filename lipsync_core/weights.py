@@ -18,18 +18,34 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from .types import LipSyncInputError
+
+if TYPE_CHECKING:  # torch is imported where tensors are read or written: headers are checked without it
+    import torch
 
 KIND_KEY = "stylelipsync.kind"
 VERSION_KEY = "stylelipsync.format_version"
 CONFIG_KEY = "stylelipsync.config"
 EXTRA_KEY = "stylelipsync.extra"
+
+# The files of a models folder, by kind (the kind each file must hold). The VAE is optional.
+MODEL_FILES = {
+    "motion": "motion.safetensors",
+    "renderer": "renderer.safetensors",
+    "mouth_model": "mouth_model.safetensors",
+    "vae": "vae.safetensors",
+}
+# What each kind is and where it comes from: the fix when a file of one kind stands where another belongs.
+KIND_DESCRIPTIONS = {
+    "motion": "the stage-1 lip-motion model (motion.safetensors, from `train train-motion`)",
+    "renderer": "the stage-2 face renderer (renderer.safetensors, from `train train-renderer`)",
+    "mouth_model": "the mouth model (mouth_model.safetensors, from `train fit-basis`)",
+    "vae": "the renderer's VAE (vae.safetensors, from `train train-vae`)",
+}
 
 
 class WeightsFileError(LipSyncInputError):
@@ -57,6 +73,8 @@ def save_tensors(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``tensors`` with kind, version and config as JSON metadata (atomically)."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
@@ -80,12 +98,52 @@ def read_header(path: str | os.PathLike) -> dict[str, str]:
     if path.suffix != ".safetensors":
         raise WeightsFileError(f"{path}: only .safetensors weights are read (nothing is unpickled).")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:  # the header only: no torch needed
             return dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsFileError(
             f"{path}: not a readable safetensors file ({_short(exc)}); re-export or re-copy it."
         ) from exc
+
+
+def check_kind(path: str | os.PathLike, expected_kind: str | None = None) -> dict[str, str]:
+    """The header of a StyleLipSync weights file, checked to hold ``expected_kind`` (headers only: fast)."""
+    path = Path(path)
+    meta = read_header(path)
+    kind = meta.get(KIND_KEY)
+    if kind is None:
+        raise WeightsFileError(
+            f"{path}: not a StyleLipSync weights file (no '{KIND_KEY}' in its metadata); use a file this pack's "
+            "training exported."
+        )
+    if expected_kind is not None and kind != expected_kind:
+        wanted = KIND_DESCRIPTIONS.get(expected_kind, f"a '{expected_kind}' file")
+        this = KIND_DESCRIPTIONS.get(kind, f"a '{kind}' file")
+        raise WeightsFileError(
+            f"{path}: holds a '{kind}' model, but a '{expected_kind}' model is expected here; put {wanted} here "
+            f"(this file is {this})."
+        )
+    return meta
+
+
+def check_model_folder(folder: str | os.PathLike, what: str = "models") -> dict[str, Path]:
+    """The model files of a folder (kind -> path), each checked to hold its kind; the VAE may be absent."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise WeightsFileError(
+            f"{what}: {folder} is not a folder; point it at the folder of .safetensors models "
+            f"({', '.join(MODEL_FILES.values())})."
+        )
+    paths: dict[str, Path] = {}
+    for kind, name in MODEL_FILES.items():
+        path = folder / name
+        if not path.is_file():
+            if kind == "vae":
+                continue
+            raise WeightsFileError(f"{what}: {folder} has no {name}; put {KIND_DESCRIPTIONS[kind]} there.")
+        check_kind(path, kind)
+        paths[kind] = path
+    return paths
 
 
 def load_tensors(
@@ -96,12 +154,8 @@ def load_tensors(
 ) -> WeightsFile:
     """Read a weights file written by :func:`save_tensors`, checking kind, version and integrity."""
     path = Path(path)
-    meta = read_header(path)
-    kind = meta.get(KIND_KEY)
-    if kind is None:
-        raise WeightsFileError(f"{path}: not a StyleLipSync weights file (no '{KIND_KEY}' in its metadata).")
-    if expected_kind is not None and kind != expected_kind:
-        raise WeightsFileError(f"{path}: holds a '{kind}' model, but a '{expected_kind}' model is expected here.")
+    meta = check_kind(path, expected_kind)
+    kind = meta[KIND_KEY]
     try:
         version = int(meta.get(VERSION_KEY, "0"))
         config = json.loads(meta.get(CONFIG_KEY, "{}"))
