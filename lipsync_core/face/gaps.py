@@ -68,6 +68,7 @@ class ContentLog:
         self.max_pending = int(max_pending)
         self.whole: list[np.ndarray] = []
         self.face: list[np.ndarray | None] = []
+        self.detected: list[bool] = []
         self._pending: list[tuple[int, np.ndarray]] = []
         self._overflow = False
         self._last: tuple[int, np.ndarray] | None = None  # (index, box in work pixels) of the last face
@@ -78,6 +79,7 @@ class ContentLog:
         grey, scale = grey_small(frame)
         index = len(self.whole)
         self.whole.append(signature(grey))
+        self.detected.append(box is not None)
         self._baselines.clear()
         if box is None:
             self.face.append(None)
@@ -109,11 +111,11 @@ class ContentLog:
         self._pending, self._overflow = [], False
 
     def _baseline(self, kind: str, distance: int) -> float:
-        """90th percentile of the change between face frames ``distance`` apart in this video (0 if none)."""
+        """90th percentile of the change between frames ``distance`` apart where the face was found (0 if none)."""
         key = (kind, distance)
         if key not in self._baselines:
             sigs = self.face if kind == "face" else self.whole
-            has_face = np.array([s is not None for s in self.face])
+            has_face = np.array(self.detected)
             t = np.flatnonzero(has_face[distance:] & has_face[:-distance]) + distance if distance < len(sigs) else []
             if len(t) > BASELINE_PAIRS:
                 t = t[np.linspace(0, len(t) - 1, BASELINE_PAIRS).astype(int)]
@@ -133,8 +135,8 @@ class ContentLog:
     def fillable(self, start: int, stop: int) -> tuple[bool, str]:
         """May the face-less frames [start, stop) be filled in from their neighbours? (yes/no, why not)."""
         n = len(self.whole)
-        before = start - 1 if start > 0 and self.face[start - 1] is not None else None
-        after = stop if stop < n and self.face[stop] is not None else None
+        before = start - 1 if start > 0 and self.detected[start - 1] else None
+        after = stop if stop < n and self.detected[stop] else None
         neighbours = [i for i in (before, after) if i is not None]
         if not neighbours or any(self.face[g] is None for g in range(start, stop)):
             return False, "not examined"
