@@ -58,9 +58,18 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
                    help=f"longest run of face-less frames that may be filled in (default {DEFAULT_MAX_GAP_SECONDS})")
 
 
+# RenderSettings fields -> the flags that set them (its errors name the field).
+SETTING_FLAGS = {"sampler": "--sampler", "steps": "--steps", "seed": "--seed", "chunk_size": "--chunk",
+                 "precision": "--precision"}  # fmt: skip
+
+
 def _settings(args) -> RenderSettings:
-    return RenderSettings(sampler=args.sampler, steps=args.steps, seed=args.seed, chunk_size=args.chunk,
-                          precision=args.precision)
+    try:
+        return RenderSettings(sampler=args.sampler, steps=args.steps, seed=args.seed, chunk_size=args.chunk,
+                              precision=args.precision)  # fmt: skip
+    except LipSyncInputError as exc:
+        name, _, rest = str(exc).partition(": ")
+        raise LipSyncInputError(f"{SETTING_FLAGS.get(name, name)}: {rest}") from None
 
 
 def _check_options(args) -> None:

@@ -130,6 +130,18 @@ def _existing_ancestor(folder: Path) -> Path:
     return folder
 
 
+def _writable(folder: Path) -> bool:
+    """Whether a file can be created in ``folder``: tried for real (permission bits, ACLs, read-only
+    disks and special file systems all answer alike), and removed at once."""
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".stylelipsync-write-test-")
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(name)
+    return True
+
+
 def check_output_path(
     out: str | os.PathLike, inputs: Mapping[str, str | os.PathLike | None], what: str = "out"
 ) -> Path:
@@ -161,7 +173,7 @@ def check_output_path(
         raise LipSyncInputError(
             f"{what}: {base} is a file, so the folder {folder} cannot be made; choose another output folder."
         )
-    if not os.access(base, os.W_OK | os.X_OK):
+    if not _writable(base):
         where = f"write in {folder}" if base == folder.absolute() else f"create {folder} in {base}"
         raise LipSyncInputError(
             f"{what}: cannot {where} (permission denied or a read-only disk); write the output to a folder "

@@ -118,6 +118,10 @@ class FrameSource:
     def get(self, indices: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def describe(self, what: str) -> str:
+        """How errors name this source: the input's name (and its file, if it has one)."""
+        return what
+
 
 class ArrayFrames(FrameSource):
     """Frames already in memory (ComfyUI IMAGE batches): [T, H, W, 3] float 0..1 or uint8."""
@@ -154,6 +158,9 @@ class VideoFileFrames(FrameSource):
 
     def iter_chunks(self, size: int) -> Iterator[np.ndarray]:
         yield from iter_video_frames(self.path, size, self.what)
+
+    def describe(self, what: str) -> str:
+        return f"{what} {self.path}"
 
     def _restart(self) -> None:
         self._reader = iter_video_frames(self.path, 16, self.what)
@@ -218,13 +225,16 @@ class FaceAnalysis:
 def track_source(source: FrameSource, crop_size: int, progress: Progress = _nothing, interrupt: Interrupt = _nothing,
                  what: str = "video", **tracker_options) -> FaceTrack:
     """Track the face through every frame of a source, streaming in chunks."""
-    with FaceTracker(source.fps, crop_size=crop_size, input_name=what, **tracker_options) as tracker:
+    name = source.describe(what)
+    with FaceTracker(source.fps, crop_size=crop_size, input_name=name, **tracker_options) as tracker:
         done = 0
         for chunk in source.iter_chunks(32):
             interrupt()
             tracker.feed(chunk)
             done += len(chunk)
             progress(done, source.num_frames)
+        if done == 0:
+            raise LipSyncInputError(f"{name}: it has no frames; give a video of at least 2 frames.")
         track = tracker.finish()
     source.num_frames = len(track)  # exact, now that every frame was decoded
     return track
@@ -449,7 +459,7 @@ def lipsync(
                                  **tracker_options)
     if len(track) < 2:
         raise LipSyncInputError(
-            f"video: it has {len(track)} frame; lip sync needs a video of at least 2 frames "
+            f"{video.describe('video')}: it has {len(track)} frame; lip sync needs a video of at least 2 frames "
             "(to animate a still image, repeat it into a clip first)."
         )
     with clock("analyse + audio features"):

@@ -39,13 +39,22 @@ MODEL_FILES = {
     "mouth_model": "mouth_model.safetensors",
     "vae": "vae.safetensors",
 }
-# What each kind is and where it comes from: the fix when a file of one kind stands where another belongs.
+# What each kind is and which training command makes it: the fix when a file of one kind stands where
+# another belongs (python -m lipsync_core.train <command>).
 KIND_DESCRIPTIONS = {
-    "motion": "the stage-1 lip-motion model (motion.safetensors, from `train train-motion`)",
-    "renderer": "the stage-2 face renderer (renderer.safetensors, from `train train-renderer`)",
-    "mouth_model": "the mouth model (mouth_model.safetensors, from `train fit-basis`)",
-    "vae": "the renderer's VAE (vae.safetensors, from `train train-vae`)",
+    "motion": ("the stage-1 lip-motion model", "train-motion"),
+    "renderer": ("the stage-2 face renderer", "train-renderer"),
+    "mouth_model": ("the mouth model", "fit-basis"),
+    "vae": ("the renderer's VAE", "train-vae"),
 }
+
+
+def _put_here(kind: str, where: str = "here") -> str:
+    """'put the stage-1 lip-motion model here (motion.safetensors, from `python -m lipsync_core.train ...`)'."""
+    if kind not in KIND_DESCRIPTIONS:
+        return f"put a '{kind}' file {where}"
+    what, command = KIND_DESCRIPTIONS[kind]
+    return f"put {what} {where} ({MODEL_FILES[kind]}, from `python -m lipsync_core.train {command}`)"
 
 
 class WeightsFileError(LipSyncInputError):
@@ -117,11 +126,11 @@ def check_kind(path: str | os.PathLike, expected_kind: str | None = None) -> dic
             "training exported."
         )
     if expected_kind is not None and kind != expected_kind:
-        wanted = KIND_DESCRIPTIONS.get(expected_kind, f"a '{expected_kind}' file")
-        this = KIND_DESCRIPTIONS.get(kind, f"a '{kind}' file")
+        this = (f"{KIND_DESCRIPTIONS[kind][0]}, which belongs in {MODEL_FILES[kind]}" if kind in KIND_DESCRIPTIONS
+                else f"a '{kind}' file")  # fmt: skip
         raise WeightsFileError(
-            f"{path}: holds a '{kind}' model, but a '{expected_kind}' model is expected here; put {wanted} here "
-            f"(this file is {this})."
+            f"{path}: holds a '{kind}' model, but a '{expected_kind}' model is expected here; "
+            f"{_put_here(expected_kind)}; this file is {this}."
         )
     return meta
 
@@ -140,7 +149,7 @@ def check_model_folder(folder: str | os.PathLike, what: str = "models") -> dict[
         if not path.is_file():
             if kind == "vae":
                 continue
-            raise WeightsFileError(f"{what}: {folder} has no {name}; put {KIND_DESCRIPTIONS[kind]} there.")
+            raise WeightsFileError(f"{what}: {folder} has no {name}; {_put_here(kind, 'there')}.")
         check_kind(path, kind)
         paths[kind] = path
     return paths
