@@ -124,14 +124,21 @@ class FrameSource:
 
 
 class ArrayFrames(FrameSource):
-    """Frames already in memory (ComfyUI IMAGE batches): [T, H, W, 3] float 0..1 or uint8."""
+    """Frames already in memory (ComfyUI IMAGE batches): [T, H, W, 3] float 0..1 or uint8.
 
-    def __init__(self, frames, fps: float) -> None:
+    ``name``: how errors name them (a node's input, e.g. "images"); default the pipeline's own word.
+    """
+
+    def __init__(self, frames, fps: float, name: str | None = None) -> None:
         if isinstance(frames, torch.Tensor):
             frames = frames.detach().cpu().numpy()
         self.frames = frames
         self.fps = float(fps)
         self.num_frames = len(frames)
+        self.name = name
+
+    def describe(self, what: str) -> str:
+        return self.name or what
 
     def get(self, indices: np.ndarray) -> np.ndarray:
         return self.frames[np.asarray(indices)]
@@ -478,7 +485,7 @@ def lipsync(
             if style_wave is None:
                 raise LipSyncInputError("style: a style video needs its own audio; give the style clip's audio too.")
             style_track = track_source(style_video, crop_size, lambda d, t: report("track style", d, t), interrupt,
-                                       "style video", **tracker_options)
+                                       "style", **tracker_options)
             style_analysis = FaceAnalysis.of(style_track, models.mouth)
             style_feats = audio_features(style_wave, style_video.fps, style_video.num_frames, spec)
             style = make_style_reference(style_analysis, style_feats, max_reference_frames, "style video")

@@ -170,7 +170,8 @@ class StyleLipSyncLipSync:
         wave = mono_16k(audio)  # checked (and cleaned) before any model work
         style_video = style_wave = None
         if style_images is not None:
-            style_video = pipeline.ArrayFrames(frames_of(style_images, "style_images"), style_fps or rate)
+            style_frames = frames_of(style_images, "style_images")
+            style_video = pipeline.ArrayFrames(style_frames, style_fps or rate, "style_images")
             if style_audio is None:
                 from ._core import LipSyncInputError
 
@@ -186,7 +187,7 @@ class StyleLipSyncLipSync:
         masks: list[np.ndarray] = []
         with comfy_attention_installed():
             result = pipeline.lipsync(
-                pipeline.ArrayFrames(frames, rate), wave, models.ready(),
+                pipeline.ArrayFrames(frames, rate, "images"), wave, models.ready(),
                 lambda out, mask: (outputs.append(out), masks.append(mask)),
                 style_video=style_video, style_wave=style_wave, settings=settings, length_policy=length_policy,
                 style_strength=float(style_strength), codec=codec,

@@ -331,6 +331,110 @@ def test_battery(name, inputs, pristine, tmp_path, capsys):
 def test_the_battery_is_large_enough():
     assert len(BATTERY) >= 30
     assert sum(case.code != 0 for case in BATTERY.values()) >= 15
+    assert len(NODE_BATTERY) >= 20
+
+
+# ----------------------------------------------------------------------------- the all-in-one node
+
+
+NODE_FRAMES = 6
+
+
+def _node_audio(wave: Any, rate: int = 22050) -> dict[str, Any]:
+    return {"waveform": torch.as_tensor(np.asarray(wave))[None] if np.asarray(wave).ndim == 2
+            else torch.as_tensor(np.asarray(wave))[None, None], "sample_rate": rate}  # fmt: skip
+
+
+def _speech(frames: float = 9, rate: int = 22050) -> np.ndarray:
+    return speechlike(frames / FPS, rate)
+
+
+NODE_BATTERY: dict[str, dict[str, Any]] = {
+    # bad inputs: the one-line error must name the input and contain the fix
+    "audio: empty": {"audio": _node_audio(np.zeros(0, np.float32)), "error": ("audio", "0 samples", "give audio")},
+    "audio: every sample NaN": {"audio": _node_audio(np.full(4000, np.nan, np.float32)),
+                                "error": ("audio", "NaN", "re-export it")},
+    "audio: a batch of two clips": {"audio": {"waveform": torch.zeros(2, 1, 4000), "sample_rate": 16000},
+                                    "error": ("audio", "batch", "give one clip")},
+    "audio: not an AUDIO": {"audio": "speech.wav", "error": ("audio", "connect a Load Audio")},
+    "images: one frame": {"frames": 1, "error": ("at least 2 frames", "repeat it")},
+    "images: no face": {"images": torch.full((4, 96, 96, 3), 0.4), "error": ("images", "no face found", "visible")},
+    "images: not an IMAGE batch": {"images": torch.zeros(96, 96, 3), "error": ("images", "IMAGE batch")},
+    "fps: none given": {"fps": 0.0, "error": ("fps or video_info", "no frame rate", "connect VHS video_info")},
+    "style: images without audio": {"style": True, "style_audio": None, "error": ("style_audio", "not connected",
+                                                                                  "connect the style clip's AUDIO")},
+    "steps: 0": {"steps": 0, "error": ("steps", "at least 1")},
+    # odd inputs that must work: frames as the policy says, audio exactly as long, the input's size
+    "audio: int16 samples": {"audio": _node_audio((_speech() * 32767).astype(np.int16))},
+    "audio: float holding int16 values": {"audio": _node_audio(_speech() * 32767)},
+    "audio: stereo given as [T, C]": {"audio": _node_audio(np.stack([_speech(), _speech()], axis=1))},
+    "audio: 8 kHz": {"audio": _node_audio(_speech(rate=8000), 8000)},
+    "audio: 96 kHz": {"audio": _node_audio(_speech(rate=96000), 96000)},
+    "audio: silence": {"audio": _node_audio(np.zeros(int(9 / FPS * 22050), np.float32))},
+    "images: RGBA": {"alpha": True},
+    "images: odd size 65x47": {"size": (65, 47)},
+    "images: portrait 48x96, 30 fps": {"size": (48, 96), "fps": 30.0},
+    "style: another clip": {"style": True},
+    "length: trim_to_video": {"length_policy": "trim_to_video", "frames_out": NODE_FRAMES},
+    "length: loop": {"length_policy": "loop", "frames_out": 9},
+    "length: ping_pong": {"length_policy": "ping_pong", "frames_out": 9},
+    "length: pad_silence": {"length_policy": "pad_silence", "frames_out": 9},
+    "no_face: passthrough, no gap longer than 0 s": {"no_face": "passthrough", "max_gap_seconds": 0.0},
+}
+
+
+@pytest.fixture(scope="module")
+def node_models():
+    from node_samples import model_inputs
+
+    from nodes.load_models import StyleLipSyncLoadModels
+
+    return StyleLipSyncLoadModels().load(**model_inputs())[0]
+
+
+@pytest.mark.parametrize("name", list(NODE_BATTERY))
+def test_node_battery(name, node_models):
+    from lipsync_core.types import LipSyncInputError
+    from nodes.render_nodes import StyleLipSyncLipSync
+
+    case = dict(NODE_BATTERY[name])
+    width, height = case.pop("size", (96, 96))
+    fps = case.pop("fps", FPS)
+    frames = face_frames(case.pop("frames", NODE_FRAMES), width, height)
+    images = torch.from_numpy(frames).float() / 255.0
+    if case.pop("alpha", False):
+        images = torch.cat([images, torch.ones_like(images[..., :1])], dim=-1)
+    images = case.pop("images", images)
+    audio = case.pop("audio", _node_audio(_speech()))
+    kwargs: dict[str, Any] = {"length_policy": "trim_to_audio", "steps": 1, **case}
+    error = kwargs.pop("error", None)
+    frames_out = kwargs.pop("frames_out", math.ceil(9 / FPS * fps - 1e-3))
+    if kwargs.pop("style", False):
+        kwargs["style_images"] = torch.from_numpy(face_frames(8, 80, 80, mirror=True)).float() / 255.0
+        kwargs.setdefault("style_audio", _node_audio(_speech(8)))
+        if kwargs["style_audio"] is None:
+            del kwargs["style_audio"]
+    originals = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in (("images", images),)}
+    waveform = audio["waveform"].clone() if isinstance(audio, dict) else None
+    call = {"models": node_models, "images": images, "audio": audio, "fps": fps, "style_strength": 1.0,
+            "sampler": "ddim", "seed": 0, "chunk_size": 8, **kwargs}  # fmt: skip
+    if error:
+        with pytest.raises(LipSyncInputError) as err:
+            StyleLipSyncLipSync().lipsync(**call)
+        message = str(err.value)
+        assert "\n" not in message
+        for fragment in error:
+            assert fragment in message, f"{fragment!r} not in {message!r}"
+    else:
+        out, out_audio, mask, out_fps = StyleLipSyncLipSync().lipsync(**call)
+        assert out.shape == (frames_out, images.shape[1], images.shape[2], 3) and out_fps == fps
+        assert mask.shape == out.shape[:3] and torch.isfinite(out_audio["waveform"]).all()
+        rate = audio["sample_rate"]
+        assert out_audio["sample_rate"] == rate
+        assert out_audio["waveform"].shape[-1] == round(frames_out / fps * rate)
+    assert torch.equal(images, originals["images"]), "the input IMAGE was changed"
+    if waveform is not None:
+        assert torch.equal(audio["waveform"].nan_to_num(), waveform.nan_to_num()), "the input AUDIO was changed"
 
 
 # ----------------------------------------------------------------------------- the seven failures
