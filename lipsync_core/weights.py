@@ -170,7 +170,7 @@ def load_tensors(
         config = json.loads(meta.get(CONFIG_KEY, "{}"))
         extra = json.loads(meta.get(EXTRA_KEY, "{}"))
     except ValueError as exc:
-        raise WeightsFileError(f"{path}: its metadata is corrupted ({_short(exc)}).") from exc
+        raise WeightsFileError(f"{path}: its metadata is corrupted ({_short(exc)}); re-export or re-copy it.") from exc
     if not 1 <= version <= max_version:
         raise WeightsFileError(
             f"{path}: format version {version} of '{kind}' is not supported (this pack reads 1..{max_version}); "

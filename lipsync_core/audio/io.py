@@ -94,9 +94,11 @@ def audio_to_mono(audio: Mapping, target_rate: int = TARGET_RATE, name: str = "a
     try:
         rate = int(rate)
     except (TypeError, ValueError) as exc:
-        raise LipSyncInputError(f"{name}: sample_rate {rate!r} is not a number.") from exc
+        raise LipSyncInputError(
+            f"{name}: sample_rate {rate!r} is not a number; connect a real AUDIO (its sample_rate is in Hz)."
+        ) from exc
     if rate <= 0:
-        raise LipSyncInputError(f"{name}: sample_rate {rate} is not positive.")
+        raise LipSyncInputError(f"{name}: sample_rate {rate} is not positive; connect a real AUDIO.")
     wave = clean_waveform(waveform, name)
     return resample(wave.mean(axis=0), rate, target_rate)
 

@@ -72,9 +72,11 @@ class FaceTracker:
         if not fps or fps <= 0 or not np.isfinite(fps):
             raise LipSyncInputError(f"fps: got {fps!r}; give the video's frame rate (e.g. 25 or 29.97).")
         if face_choice not in FACE_CHOICES:
-            raise LipSyncInputError(f"face_choice: {face_choice!r} is not one of {FACE_CHOICES}.")
+            raise LipSyncInputError(
+                f"face_choice: {face_choice!r} is unknown; choose one of {', '.join(FACE_CHOICES)}."
+            )
         if gap_policy not in GAP_POLICIES:
-            raise LipSyncInputError(f"gap_policy: {gap_policy!r} is not one of {GAP_POLICIES}.")
+            raise LipSyncInputError(f"gap_policy: {gap_policy!r} is unknown; choose one of {', '.join(GAP_POLICIES)}.")
         if crop_size < 32:
             raise LipSyncInputError(f"crop_size: {crop_size} is too small; use 256 or 512.")
         self.fps = float(fps)
@@ -105,7 +107,7 @@ class FaceTracker:
         elif backend == "insightface":
             self._backend = InsightFaceBackend(self.fps, root=insightface_root)
         else:
-            raise LipSyncInputError(f"backend: {backend!r} is not 'mediapipe' or 'insightface'.")
+            raise LipSyncInputError(f"backend: {backend!r} is unknown; choose 'mediapipe' or 'insightface'.")
         self._reference = None
         if face_choice == "identity":
             if reference_image is None:
