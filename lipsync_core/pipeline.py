@@ -23,23 +23,34 @@ from .audio import TARGET_RATE, compute_features, load_audio_file
 from .audio.features import CONTEXT, N_MELS
 from .audio.io import STYLE_AUDIO_FIX
 from .audio.length import LengthMatch, match_length
-from .face import FaceTracker, paste_back, warp_to_crops
+from .face import FaceTracker, paste_back, track_faces, warp_to_crops
+from .face.align import MASK_FEATHER, MASK_POINTS
+from .face.template import crop_framing
 from .media import VideoWriter, check_output_path, iter_video_frames, probe_video
 from .models.io import load_model
 from .models.precision import autocast_context
-from .motion import MouthModel, mouth_opening, rotation_to_vector
+from .motion import MOUTH_INDICES, MouthModel, mouth_opening, procrustes_align, rotation_to_vector
 from .render.codec import DiffusersVAECodec, LatentCodec, check_codec
-from .render.conditioning import choose_reference_frames, choose_reference_window, mask_lower_half, motion_windows
+from .render.conditioning import (
+    choose_reference_frames,
+    choose_reference_window,
+    mask_lower_half,
+    motion_windows,
+    nearest_by_opening,
+)
 from .render.sampling import make_scheduler, sample_lower_half, shared_noise
 from .render.settings import RenderSettings
 from .types import AudioFeatures, FaceTrack, FeatureSpec, LipMotion, LipSyncInputError, StyleReference
 from .weights import MODEL_FILES, check_model_folder  # noqa: F401 - MODEL_FILES: the folder's names, re-exported
 
+# Where the paste mask's points sit among the mouth model's vertices (lips, then jaw).
+_MASK_IN_MOUTH = np.array([list(MOUTH_INDICES).index(i) for i in MASK_POINTS])
 # Windows per stage-1 call: bounds activation memory on long videos; the result does not depend on it.
 MOTION_BATCH = 512
 
 Progress = Callable[[int, int], None]  # (done, total) of the current stage
 Interrupt = Callable[[], None]  # raises to stop between chunks
+CropGenerator = Callable[[torch.Tensor, np.ndarray], np.ndarray]  # (crops [n,S,S,3], output indices) -> crops
 
 
 def _nothing(*_args) -> None:
@@ -341,10 +352,12 @@ class FrameRenderer:
     reference_crops: np.ndarray  # (k, S, S, 3) float 0..1
     settings: RenderSettings = field(default_factory=RenderSettings)
     stopwatch: Stopwatch = field(default_factory=Stopwatch)
+    reference_openness: np.ndarray | None = None  # (k,) mouth opening of each reference; None: measured here
 
     def __post_init__(self) -> None:
         renderer = self.models.renderer
         cfg = renderer.config
+        check_framing(cfg.crop_framing)
         self.device = next(renderer.parameters()).device
         src = self.source_indices
         self.windows = torch.from_numpy(
@@ -356,14 +369,23 @@ class FrameRenderer:
             self.reference_features = renderer.encode_reference(ref_latents[None])
         c, h, w = ref_latents.shape[1:]
         self.noise = shared_noise((c, h, w), self.settings.seed, self.device)
+        self.reference_latents = ref_latents
+        if cfg.reference_concat:  # the copy path: per output frame, the reference nearest its driving opening
+            if self.reference_openness is None:
+                self.reference_openness = crop_openness(self.reference_crops, self.models.mouth)
+            driving = self.models.mouth.opening(self.motion.params, self.analysis.neutral)
+            self.aligned_reference = nearest_by_opening(self.reference_openness, driving)
 
-    def render(self, frames: np.ndarray, out_indices: np.ndarray, step_callback=None) -> tuple[np.ndarray, np.ndarray]:
+    def render(self, frames: np.ndarray, out_indices: np.ndarray, step_callback=None,
+               generate: CropGenerator | None = None) -> tuple[np.ndarray, np.ndarray]:
         """frames [n, H, W, 3] (the source frames of output frames ``out_indices``) -> (frames, masks [n, H, W]).
 
         Frames go through the networks in blocks aligned to absolute output indices
         (``settings.render_batch`` frames each): a frame is always computed in the same batch,
         so the result is bit-identical for any chunking whose chunks hold whole blocks
-        (:meth:`RenderSettings.io_chunk`).
+        (:meth:`RenderSettings.io_chunk`). ``generate(crops, out_indices) -> crops`` replaces the
+        networks (the fidelity benchmark's resample-only, VAE-only and seam rows); cropping and
+        paste-back stay exactly as in a real run.
         """
         track = self.analysis.track
         src = self.source_indices[out_indices]
@@ -374,28 +396,47 @@ class FrameRenderer:
         blocks = np.asarray(out_indices) // self.settings.render_batch
         for block in np.unique(blocks):
             todo = np.flatnonzero(usable & (blocks == block))
-            if len(todo):
-                out_crops[todo] = self._render_crops(frames[todo], transforms[todo], out_indices[todo], step_callback)
+            if not len(todo):
+                continue
+            with self.stopwatch("crop"):
+                crops = torch.from_numpy(warp_to_crops(frames[todo], transforms[todo], size))
+            if generate is None:
+                out_crops[todo] = self._render_crops(crops, out_indices[todo], step_callback)
+            else:
+                out_crops[todo] = generate(crops, out_indices[todo])
         with self.stopwatch("paste back"):
             out, masks = paste_back(
                 frames, out_crops, transforms, landmarks=track.landmarks[src], usable=usable,
-                feather=self.settings.feather, color_match_strength=self.settings.color_match,
+                feather=MASK_FEATHER if self.settings.feather is None else self.settings.feather,
+                color_match_strength=self.settings.color_match,
+                mask_points=self.generated_mouth_points(src, out_indices),
             )
         return out, masks
 
-    def _render_crops(self, frames, transforms, out_indices, step_callback) -> np.ndarray:
-        """One batch of usable frames -> generated face crops [n, S, S, 3] float 0..1."""
+    def generated_mouth_points(self, src: np.ndarray, out_indices: np.ndarray) -> np.ndarray:
+        """Image points (n, N, 2) of the lips and jaw the renderer is asked to draw: the paste mask covers
+        them as well as the frame's own, so a jaw opened wider than in the frame is repainted whole."""
+        mouth = self.models.mouth
+        pose = procrustes_align(self.analysis.track.landmarks[src], mouth.mean_face)
+        verts = mouth.decode(self.motion.params[out_indices], self.analysis.neutral)[:, _MASK_IN_MOUTH]
+        image = pose.scale[:, None, None] * np.einsum("tnj,tkj->tnk", verts, pose.rotation)
+        return (image + pose.translation[:, None, :])[..., :2]
+
+    def _render_crops(self, crops: torch.Tensor, out_indices: np.ndarray, step_callback) -> np.ndarray:
+        """One batch of face crops [n, S, S, 3] of usable frames -> generated crops [n, S, S, 3] float 0..1."""
         clock, renderer = self.stopwatch, self.models.renderer
-        with clock("crop"):
-            crops = torch.from_numpy(warp_to_crops(frames, transforms, renderer.config.crop_size))
         with torch.inference_mode(), autocast_context(self.device, self.settings.precision):
             with clock("vae encode"):
                 context = self.codec.encode(mask_lower_half(crops)).to(self.device)
             motion = self.windows[out_indices].to(self.device, context.dtype)
             refs = self.reference_features
+            aligned = None
+            if renderer.config.reference_concat:
+                aligned = self.reference_latents[torch.from_numpy(self.aligned_reference[out_indices])]
 
             def denoiser(sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                return renderer(sample, t, motion, masked_latent=context, reference_features=refs)
+                return renderer(sample, t, motion, masked_latent=context, reference_features=refs,
+                                reference_latent=aligned)
 
             with clock("denoise"):
                 latents = sample_lower_half(
@@ -406,10 +447,35 @@ class FrameRenderer:
                 return self.codec.decode(latents).float().cpu().numpy()
 
 
-def reference_crops_from(source: FrameSource, analysis: FaceAnalysis, count: int, crop_size: int) -> np.ndarray:
-    """Crops of ``count`` frames spread over mouth openness: the renderer's appearance reference."""
+def check_framing(framing) -> None:
+    """A renderer renders the crop framing it was trained on; crops of another framing would misplace the face."""
+    if framing is None:  # built in code, not loaded: it takes this version's framing
+        return
+    trained = tuple(framing)
+    if not np.allclose(trained, crop_framing()):
+        raise LipSyncInputError(
+            f"renderer: it was trained on face crops framed {trained} (scale, centre) but this version crops "
+            f"{crop_framing()}; use a renderer trained with this version (the shipped demo models are)."
+        )
+
+
+def reference_crops_from(source: FrameSource, analysis: FaceAnalysis, count: int,
+                         crop_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Crops of ``count`` frames spread over mouth openness, and their openings: the renderer's appearance
+    reference."""
     idx = choose_reference_frames(analysis.openness, analysis.track.usable, count)
-    return warp_to_crops(source.get(idx), analysis.track.crop_transforms[idx], crop_size)
+    return warp_to_crops(source.get(idx), analysis.track.crop_transforms[idx], crop_size), analysis.openness[idx]
+
+
+def crop_openness(crops: np.ndarray, mouth: MouthModel) -> np.ndarray:
+    """Mouth opening (k,) of face crops given without their track (a style node's crops): tracked here;
+    a crop where no face is found counts as the median opening of the others (0 if none)."""
+    track = track_faces(np.asarray(crops), fps=25.0, crop_size=int(np.asarray(crops).shape[1]), smoothing=None)
+    opening = np.full(len(track), np.nan, np.float32)
+    if track.detected.any():
+        opening[track.detected] = mouth_opening(mouth.align(track.landmarks[track.detected]))
+    fill = float(np.nanmedian(opening)) if np.isfinite(opening).any() else 0.0
+    return np.where(np.isfinite(opening), opening, fill).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- the whole job
@@ -493,11 +559,9 @@ def lipsync(
     with clock("stage 1 (motion)"):
         motion = predict_motion(models, features, style, style_strength)
     with clock("reference encode"):
-        renderer = FrameRenderer(
-            models, codec, analysis, motion, matched.frame_indices,
-            reference_crops_from(video, analysis, settings.reference_images, crop_size), settings,
-            stopwatch=clock,
-        )
+        ref_crops, ref_openness = reference_crops_from(video, analysis, settings.reference_images, crop_size)
+        renderer = FrameRenderer(models, codec, analysis, motion, matched.frame_indices, ref_crops, settings,
+                                 stopwatch=clock, reference_openness=ref_openness)
     total, chunk = matched.num_frames, settings.io_chunk()
     for start in range(0, total, chunk):
         interrupt()

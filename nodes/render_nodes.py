@@ -93,17 +93,19 @@ class StyleLipSyncRender:
         track = track_at_crop_size(track, crop)
         analysis = pipeline.FaceAnalysis.of(track, ready.mouth)
         source = pipeline.ArrayFrames(frames, track.fps)
+        openness = None  # a style's crops come without their track: the renderer measures their openings
         if style is not None and len(style.face_crops):
             refs = core_module("face.align").as_float_frames(style.face_crops)
         else:
-            refs = pipeline.reference_crops_from(source, analysis, settings.reference_images, crop)
+            refs, openness = pipeline.reference_crops_from(source, analysis, settings.reference_images, crop)
         total = len(frames)
         out = np.empty_like(frames)
         masks = np.zeros(frames.shape[:3], np.float32)
         bar = Progress(total, unique_id)
         with comfy_attention_installed():
             renderer = pipeline.FrameRenderer(
-                ready, ready.codec(codec), analysis, motion, np.arange(total), refs, settings
+                ready, ready.codec(codec), analysis, motion, np.arange(total), refs, settings,
+                reference_openness=openness,
             )
             chunk = settings.io_chunk()  # whole render blocks: chunking never changes a frame
             for start in range(0, total, chunk):

@@ -40,7 +40,6 @@ VIDEO_FRAMES = 8  # face.mp4
 AUDIO_FRAMES = 12  # speech.wav lasts 12 frames at 25 fps
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "lipsync_core" / "assets" / "demo"
-DEMO_MODELS = REPO / "lipsync_core" / "assets" / "demo_models"
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -470,14 +469,14 @@ def _black_demo(tmp_path: Path) -> Path:
     return tmp_path / "black.mp4"
 
 
-def test_2_black_frames_get_no_face_painted_on_them(tmp_path, capsys):
+def test_2_black_frames_get_no_face_painted_on_them(inputs, tmp_path, capsys):
     """The demo clip with frames 10-20 black: all 11 pass through untouched (they were interpolated before)."""
     from lipsync_core.media import read_video
 
     video = _black_demo(tmp_path)
     out = tmp_path / "out.mp4"
     code = main(["run", "--video", str(video), "--audio", str(DEMO / "target.wav"), "--out", str(out),
-                 "--models", str(DEMO_MODELS), "--steps", "1", "--length", "trim_to_video"])  # fmt: skip
+                 "--models", str(inputs / "models"), "--steps", "1", "--length", "trim_to_video"])  # fmt: skip
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "note: frames 10-20: no face, passed through untouched" in captured.out
@@ -485,11 +484,9 @@ def test_2_black_frames_get_no_face_painted_on_them(tmp_path, capsys):
     assert frames[10:21].max() <= 8, "something was painted on a black frame"  # encoder noise only
 
 
-def test_2_the_all_in_one_node_exposes_the_no_face_policy_and_keeps_black_frames():
+def test_2_the_all_in_one_node_exposes_the_no_face_policy_and_keeps_black_frames(node_models):
     from lipsync_core.audio import make_audio
     from lipsync_core.media import read_video
-    from nodes.lipsync_models import DEMO_CHOICE
-    from nodes.load_models import StyleLipSyncLoadModels
     from nodes.render_nodes import StyleLipSyncLipSync
 
     optional = StyleLipSyncLipSync.INPUT_TYPES()["optional"]
@@ -499,9 +496,8 @@ def test_2_the_all_in_one_node_exposes_the_no_face_policy_and_keeps_black_frames
     frames[10:21] = 0
     images = torch.from_numpy(frames).float() / 255.0
     wave, rate = sf.read(DEMO / "target.wav", dtype="float32")
-    models = StyleLipSyncLoadModels().load(DEMO_CHOICE, DEMO_CHOICE, DEMO_CHOICE, DEMO_CHOICE)[0]
     node = StyleLipSyncLipSync()
-    common = {"models": models, "images": images, "audio": make_audio(wave, rate), "fps": fps,
+    common = {"models": node_models, "images": images, "audio": make_audio(wave, rate), "fps": fps,
               "length_policy": "trim_to_video", "style_strength": 1.0, "sampler": "ddim", "steps": 1, "seed": 0,
               "chunk_size": 8}  # fmt: skip
     out, _, mask, _ = node.lipsync(**common)  # the default policy: interpolate dropouts only

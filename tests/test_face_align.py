@@ -11,14 +11,14 @@ import torch
 from lipsync_core.face import (
     apply_transform,
     crop_template,
-    lower_face_masks,
     lower_half_mask,
+    mouth_chin_masks,
     paste_back,
     track_faces,
     warp_to_crops,
 )
 from lipsync_core.face import topology as topo
-from lipsync_core.face.align import fit_similarity_2d, invert_similarity, rescale_transforms
+from lipsync_core.face.align import MASK_POINTS, fit_similarity_2d, invert_similarity, rescale_transforms
 from lipsync_core.motion import rotation_to_vector
 from lipsync_core.types import LipSyncInputError
 
@@ -106,23 +106,37 @@ def test_paste_back_of_the_unmodified_crop_is_lossless(astronaut, crop_size, as_
         assert masks[i][eyes[:, 1], eyes[:, 0]].max() == 0.0
 
 
-def test_masks_follow_the_jaw_and_feather(astronaut):
+def test_mouth_chin_mask_covers_mouth_and_chin_only(astronaut):
     size = 256
     half = lower_half_mask(size)
     assert half.shape == (size, size) and half[: size // 2].max() == 0 and half[size // 2 :].min() == 1
     soft = lower_half_mask(size, feather=16)
     assert soft[: size // 2].max() == 0 and soft[-1].min() == 1 and 0 < soft[size // 2 + 8, 0] < 1
-    m = lower_face_masks(None, size)[0]
+    m = mouth_chin_masks(None, size)[0]
     t = crop_template(size)
-    mouth = t[[topo.UPPER_INNER_LIP, topo.LOWER_INNER_LIP]].mean(axis=0).round().astype(int)
-    assert m[mouth[1], mouth[0]] == 1.0  # fully generated at the mouth
+    for point in (topo.UPPER_INNER_LIP, topo.LOWER_INNER_LIP, *topo.MOUTH_CORNERS, topo.CHIN, 0, 17):
+        x, y = t[point].round().astype(int)
+        assert m[y, x] > 0.9, point  # the lips, the corners and the chin are generated
     assert m[: size // 2].max() == 0.0  # nothing above the lower half
-    assert m[:, :4].max() == 0.0 and m[:, -4:].max() == 0.0  # no rectangle: zero at the crop sides
-    values = np.unique(np.round(m, 3))
-    assert len(values) > 20  # a feathered ramp, not a hard edge
-    # Outside the jaw line (below the chin) the mask is 0.
+    for point in (topo.NOSE_TIP, 2, 98, 327, 234, 454, 93, 323):  # nose and cheeks are kept exactly
+        x, y = t[point].round().astype(int)
+        assert m[y, x] == 0.0, point
+    assert m[:, :4].max() == 0.0 and m[:, -4:].max() == 0.0  # zero at the crop sides
+    assert len(np.unique(np.round(m, 3))) > 20  # a feathered ramp, not a hard edge
     chin = t[topo.CHIN].round().astype(int)
-    assert m[min(chin[1] + int(0.08 * size), size - 1), chin[0]] == 0.0
+    assert m[min(chin[1] + int(0.08 * size), size - 1), chin[0]] == 0.0  # below the chin: untouched
+
+
+def test_mouth_chin_mask_follows_an_opening_jaw():
+    size = 256
+    t = crop_template(size)
+    points = t[MASK_POINTS]
+    opened = points.copy()
+    opened[len(topo.LIPS_OUTER):, 1] += 8  # the jaw drops 8 px
+    closed_mask = mouth_chin_masks(points[None], size)[0]
+    both = mouth_chin_masks(np.concatenate([points, opened])[None], size)[0]
+    x, y = t[topo.CHIN].round().astype(int)
+    assert closed_mask[y + 8, x] < both[y + 8, x] and both[y + 8, x] > 0.9
 
 
 def test_color_match_pulls_the_generated_region_to_the_frame(astronaut):

@@ -168,3 +168,19 @@ def test_dtype_and_device_on_load(tmp_path):
     path = save_model(renderer_model(), tmp_path / "r.safetensors")
     loaded = load_model(path, dtype=torch.bfloat16)
     assert next(loaded.parameters()).dtype == torch.bfloat16
+
+
+def test_renderer_without_a_recorded_framing_is_read_as_the_first_one(tmp_path):
+    from lipsync_core.face.template import LEGACY_FRAMING, crop_framing
+    from lipsync_core.pipeline import check_framing
+    from lipsync_core.types import LipSyncInputError
+
+    wf = load_tensors(save_model(renderer_model(), tmp_path / "r.safetensors"))
+    config = {k: v for k, v in wf.config.items() if k != "crop_framing"}  # as files written before issue 15
+    old = save_tensors(tmp_path / "old.safetensors", wf.tensors, kind="renderer", config=config)
+    loaded = load_model(old, expected_kind="renderer")
+    assert tuple(loaded.config.crop_framing) == LEGACY_FRAMING
+    with pytest.raises(LipSyncInputError, match="trained on face crops framed") as exc:
+        check_framing(loaded.config.crop_framing)
+    assert "\n" not in str(exc.value)
+    check_framing(crop_framing())  # this version's framing renders

@@ -155,6 +155,31 @@ def test_masked_latent_channel_option():
     assert out.shape == batch["sample"].shape
 
 
+def test_reference_concat_copy_path_option():
+    model = small(reference_concat=True).eval()
+    assert model.in_channels == 4 + 4 + 1
+    batch = inputs(model)
+    with pytest.raises(LipSyncInputError, match="reference_latent"):
+        model(**batch)
+    with torch.no_grad():
+        a = model(**batch, reference_latent=torch.zeros_like(batch["sample"]))
+        b = model(**batch, reference_latent=torch.randn_like(batch["sample"]))
+    assert a.shape == batch["sample"].shape and not torch.allclose(a, b)  # the reference is read
+
+
+def test_motion_is_normalised_by_the_stored_statistics():
+    dims = 13 + 4 + 3
+    mean, std = [0.5] * dims, [2.0] * dims
+    plain, scaled = small().eval(), small(motion_mean=mean, motion_std=std).eval()
+    scaled.load_state_dict(plain.state_dict())  # the statistics are config, not weights
+    batch = inputs(plain)
+    with torch.no_grad():
+        expected = plain(**{**batch, "motion": (batch["motion"] - 0.5) / 2.0})
+        torch.testing.assert_close(scaled(**batch), expected)
+    with pytest.raises(LipSyncInputError, match="motion_std"):
+        small(motion_std=[1.0] * 3)
+
+
 def test_sixteen_channel_latents_and_no_reference():
     model = small(latent_channels=16).eval()
     batch = inputs(model)

@@ -17,11 +17,17 @@ import torch.nn.functional as F
 
 from ..types import FaceTrack, LipSyncInputError
 from . import topology
-from .template import crop_template
+from .template import CROP_SCALE, crop_template
 
 # Points used for the 2D crop fit: rigid (eyes, nose, upper oval), so speech does not move the crop.
 _RIGID = topology.as_array(topology.RIGID)
-_JAW = topology.as_array(topology.JAW)
+# The repainted region is the hull of the outer lips and the jaw below them: mouth and chin, no nose or cheeks.
+MASK_POINTS = np.concatenate([topology.as_array(topology.LIPS_OUTER), topology.as_array(topology.LOWER_JAW)])
+# Mask margins in IOD units: the hull grows this much sideways and down, less upwards (the nose is near),
+# and ramps from 0 on its edge to 1 this far inside.
+MASK_GROW = 0.15
+MASK_GROW_UP = 0.08
+MASK_FEATHER = 0.08
 
 
 # ----------------------------------------------------------------------------- transforms
@@ -211,6 +217,25 @@ def _cut_windows(frames: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, int
     return out, win_h, win_w
 
 
+def antialias(images: torch.Tensor, scale: float) -> torch.Tensor:
+    """Gaussian prefilter of [B, C, H, W] images before resampling them by ``scale`` (< 1 shrinks).
+
+    sigma = (1/scale - 1) / 2 pixels (as scikit-image's ``resize(anti_aliasing=True)``), so a crop
+    carries the detail its own pixel grid can hold at every shrink factor, not only past 2x.
+    """
+    if scale >= 1.0:
+        return images
+    sigma = (1.0 / scale - 1.0) / 2.0
+    radius = max(int(math.ceil(3 * sigma)), 1)
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    c = images.shape[1]
+    padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
+    out = F.conv2d(padded, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(out, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
 def warp_to_crops(
     frames,
     track_or_transforms: FaceTrack | np.ndarray,
@@ -220,8 +245,8 @@ def warp_to_crops(
 ) -> np.ndarray:
     """Frames (T, H, W, 3) -> canonical face crops (T, S, S, 3) float32 in 0..1.
 
-    Parts of a crop outside the frame repeat the frame's border. Shrinking by more than 2x
-    is prefiltered (area average) so crops of large faces in 4K video do not alias.
+    Parts of a crop outside the frame repeat the frame's border. Every shrink is prefiltered
+    (:func:`antialias`; past 2x an area average first, for speed) so crops do not alias.
     """
     frames = check_frames(frames)
     m = _transforms_of(track_or_transforms, crop_size)
@@ -239,12 +264,12 @@ def warp_to_crops(
         boxes = _window_boxes(inv, crop_size, crop_size, (h, w))
         win, win_h, win_w = _cut_windows(frames[sl], boxes)
         pool = int(math.floor(1.0 / (1.5 * float(scale.max())))) if float(scale.max()) < 0.5 else 1
-        if pool > 1:  # prefilter: area-average the windows before a large shrink
-            tw = torch.from_numpy(win).permute(0, 3, 1, 2)
-            win = F.avg_pool2d(tw, pool, ceil_mode=True).permute(0, 2, 3, 1).numpy()
-            win_h, win_w = win.shape[1:3]
-        grid = _grid(inv, boxes, crop_size, crop_size, win_h, win_w, pool)
         src = torch.from_numpy(np.ascontiguousarray(win)).permute(0, 3, 1, 2)
+        if pool > 1:  # a large shrink: area-average the windows first (cheap), then the Gaussian does the rest
+            src = F.avg_pool2d(src, pool, ceil_mode=True)
+            win_h, win_w = src.shape[-2:]
+        src = antialias(src, float(scale.max()) * pool)
+        grid = _grid(inv, boxes, crop_size, crop_size, win_h, win_w, pool)
         out = F.grid_sample(src, grid, mode=mode, padding_mode="border", align_corners=False)
         crops[sl] = out.clamp_(0, 1).permute(0, 2, 3, 1).contiguous().numpy()
     return crops
@@ -264,44 +289,46 @@ def lower_half_mask(crop_size: int, feather: int = 0) -> np.ndarray:
     return np.repeat(col[:, None], crop_size, axis=1)
 
 
-def lower_face_masks(
-    crop_landmarks: np.ndarray | None,
+def mouth_chin_masks(
+    points: np.ndarray | None,
     crop_size: int,
-    feather: float = 0.06,
-    grow: float = 0.04,
-    top: float = 0.5,
-    top_feather: float = 0.1,
+    grow: float = MASK_GROW,
+    grow_up: float = MASK_GROW_UP,
+    feather: float = MASK_FEATHER,
 ) -> np.ndarray:
-    """Feathered masks (T, S, S) of the lower face in crop space, following the jaw.
+    """Feathered masks (T, S, S) of the mouth and chin in crop space: what paste-back repaints.
 
-    The region is the jaw contour (pushed ``grow * S`` outward so an opened jaw stays inside)
-    below row ``top * S``. It ramps (smoothstep) from exactly 0 on the jaw side to 1 at
-    ``feather * S`` inside, and from exactly 0 at row ``top * S`` to 1 at ``(top + top_feather) * S``
-    (a wider ramp across the nose, where the renderer's repainted half meets the kept half), so
-    paste-back shows no edge and leaves everything outside untouched.
-    crop_landmarks: (T, 478, 2+) in crop pixels, or None for the canonical face.
+    The region is the convex hull of ``points`` (T, N, 2) in crop pixels (the outer lips and the jaw
+    below them, ``MASK_POINTS``, of the frame and of the predicted mouth: an opening jaw stays inside),
+    grown by ``grow`` sideways and down and by ``grow_up`` up (IOD units of the canonical crop). It ramps
+    (smoothstep) from exactly 0 on its edge to 1 at ``feather`` inside, and is 0 above the crop's middle
+    row (the renderer only generates the lower half) and at the crop border, so the nose, eyes and
+    cheeks stay exactly as they were and paste-back shows no edge. ``None``: the canonical face.
     """
-    if crop_landmarks is None:
-        crop_landmarks = crop_template(crop_size)[None]
-    jaw = np.asarray(crop_landmarks, dtype=np.float64)[:, _JAW, :2]
-    centre = jaw.mean(axis=1, keepdims=True)
-    centre[..., 1] = top * crop_size
-    d = jaw - centre
-    jaw = jaw + grow * crop_size * d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-6)
-    y_top = top * crop_size
-    feather_px = max(feather * crop_size, 1.0)
-    rows = np.clip((np.arange(crop_size, dtype=np.float32) - y_top) / max(top_feather * crop_size, 1.0), 0, 1)
-    top_ramp = (rows * rows * (3 - 2 * rows))[:, None]
-    masks = np.empty((len(jaw), crop_size, crop_size), dtype=np.float32)
-    for i, pts in enumerate(jaw):  # rasterising a 20-point polygon: cv2 per frame is the fast way
-        poly = np.concatenate([pts, [[pts[-1, 0], y_top - crop_size], [pts[0, 0], y_top - crop_size]]])
+    if points is None:
+        points = crop_template(crop_size)[None, MASK_POINTS]
+    points = np.asarray(points, dtype=np.float64)[..., :2]
+    iod = CROP_SCALE * crop_size
+    gx, gup, gdown = max(grow * iod, 0.5), max(grow_up * iod, 0.5), max(grow * iod, 0.5)
+    # An elliptical kernel whose upper half is squashed to grow_up: the lips' top edge grows less.
+    ky, kx = np.mgrid[-int(np.ceil(gup)): int(np.ceil(gdown)) + 1, -int(np.ceil(gx)): int(np.ceil(gx)) + 1]
+    radius_y = np.where(ky < 0, gup, gdown)
+    kernel = ((kx / gx) ** 2 + (ky / radius_y) ** 2 <= 1.0).astype(np.uint8)
+    anchor = (int(np.ceil(gx)), int(np.ceil(gup)))
+    feather_px = max(feather * iod, 1.0)
+    masks = np.zeros((len(points), crop_size, crop_size), dtype=np.float32)
+    for i, pts in enumerate(points):  # a hull of ~60 points: cv2 per frame is the fast way
+        if not np.isfinite(pts).all():
+            continue
         binary = np.zeros((crop_size, crop_size), dtype=np.uint8)
-        cv2.fillPoly(binary, [np.round(poly * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+        hull = cv2.convexHull(np.round(pts * 16).astype(np.int32))
+        cv2.fillConvexPoly(binary, hull, 1, lineType=cv2.LINE_8, shift=4)
+        binary = cv2.dilate(binary, kernel, anchor=anchor)
+        binary[: crop_size // 2] = 0  # the renderer's context half is never repainted
         binary[:, [0, -1]] = 0  # the ramp also reaches 0 at the crop's own border
-        binary[-1] = 0
-        dist = cv2.distanceTransform(binary, cv2.DIST_L2, 5)
-        ramp = np.clip(dist / feather_px, 0, 1)
-        masks[i] = ramp * ramp * (3 - 2 * ramp) * top_ramp
+        binary[[0, -1]] = 0
+        ramp = np.clip(cv2.distanceTransform(binary, cv2.DIST_L2, 5) / feather_px, 0, 1)
+        masks[i] = ramp * ramp * (3 - 2 * ramp)
     return masks
 
 
@@ -325,18 +352,21 @@ def paste_back(
     crops,
     track_or_transforms: FaceTrack | np.ndarray,
     landmarks: np.ndarray | None = None,
-    feather: float = 0.06,
-    grow: float = 0.04,
+    feather: float = MASK_FEATHER,
+    grow: float = MASK_GROW,
     color_match_strength: float = 0.0,
     usable: np.ndarray | None = None,
     batch_size: int = 8,
     return_masks: bool = True,
     crop_masks: np.ndarray | None = None,
+    mask_points: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Blend generated crops (T, S, S, 3) back into the frames with a jaw-following feathered mask.
+    """Blend generated crops (T, S, S, 3) back into the frames with a feathered mouth-and-chin mask.
 
     frames: (T, H, W, 3) uint8 or float 0..1; returned in the same dtype, as a new array.
     landmarks: (T, 478, 2+) image landmarks for the masks (default: the track's, else canonical).
+    mask_points: (T, N, 2) more image points the mask must cover (the generated mouth and jaw, so an
+    opening jaw is repainted whole); see :func:`mouth_chin_masks`. The crops are resampled bicubically.
     usable: (T,) bool; frames that are not usable are returned untouched (default: track.usable).
     Pixels where the mask is 0 are copied exactly; frame size and upper face never change.
     Returns (frames_out, masks (T, H, W) float32 in frame space or None).
@@ -369,9 +399,13 @@ def paste_back(
         if crop_masks is not None:
             cm = np.asarray(crop_masks[idx], dtype=np.float32)
         else:
-            crop_lm = None if landmarks is None else apply_transform(mb, np.asarray(landmarks)[idx, :, :2])
-            cm = lower_face_masks(crop_lm, crop_size, feather=feather, grow=grow)
-            if crop_lm is None:
+            pts = None if landmarks is None else np.asarray(landmarks)[idx][:, MASK_POINTS, :2]
+            if mask_points is not None:
+                extra = np.asarray(mask_points)[idx, :, :2]
+                pts = extra if pts is None else np.concatenate([pts, extra], axis=1)
+            cm = mouth_chin_masks(None if pts is None else apply_transform(mb, pts), crop_size, grow=grow,
+                                  feather=feather)
+            if pts is None:
                 cm = np.repeat(cm, len(idx), axis=0)
         gen = crops[idx].astype(np.float32)
         if color_match_strength > 0:
@@ -392,9 +426,12 @@ def paste_back(
         win_to_crop = mb.copy()
         win_to_crop[:, :, 2] += np.einsum("bij,bj->bi", mb[:, :, :2], lo)
         grid = affine_grid(win_to_crop, bh, bw, crop_size, crop_size)
-        src = torch.from_numpy(np.concatenate([gen, cm[..., None]], axis=-1)).permute(0, 3, 1, 2)
-        warped = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        warped = warped.permute(0, 2, 3, 1).contiguous().numpy()
+        # Bicubic for the picture (an upscale of x2-3 in usual use: bilinear blurs it), bilinear for the mask.
+        picture = F.grid_sample(torch.from_numpy(gen).permute(0, 3, 1, 2), grid, mode="bicubic",
+                                padding_mode="border", align_corners=False)
+        alpha_w = F.grid_sample(torch.from_numpy(cm[:, None]), grid, mode="bilinear", padding_mode="zeros",
+                                align_corners=False)
+        warped = torch.cat([picture, alpha_w], dim=1).permute(0, 2, 3, 1).contiguous().numpy()
         for k, i in enumerate(idx):  # per-frame blend of a small window (slicing)
             x0, y0 = lo[k]
             alpha = warped[k, :, :, 3:4].clip(0, 1)

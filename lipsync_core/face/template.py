@@ -9,9 +9,12 @@ and frontalised with the eye axis (x) and the eye-midpoint -> chin direction (y)
 
 The canonical crop of size S maps aligned (x, y) to crop pixels as
 ``u = S/2 + CROP_SCALE * S * (x - CROP_CENTER[0])``, ``v = S/2 + CROP_SCALE * S * (y - CROP_CENTER[1])``:
-the eyes sit at v ~ 0.40 S, the nose tip at ~0.58 S, the mouth at ~0.68 S and the chin at ~0.92 S,
-so the row S/2 runs across the middle of the nose, just under the eyes: the renderer's
-"lower half" (rows >= S/2) holds the whole mouth, jaw and chin and none of the eyes.
+the eyes sit at v ~ 0.21 S, the nose tip at ~0.42 S, the upper lip's top at ~0.51 S, the mouth at
+~0.58 S and the chin at ~0.83 S, so the row S/2 runs between the nose and the upper lip: the renderer's
+"lower half" (rows >= S/2) holds the mouth, jaw and chin and none of the nose; the chin at the widest
+opening of the puppet world (2.08 IOD below the rigid centroid) still lies inside (0.97 S). This framing
+puts 1.17x more crop pixels on the mouth than the first one (0.30, centre 0.25, nose tip in the lower
+half), and the renderer's config records it (``crop_framing``).
 """
 
 from __future__ import annotations
@@ -26,9 +29,16 @@ from . import topology
 _DATA = Path(__file__).with_name("data") / "canonical_face.npy"
 
 # Crop pixels per IOD unit, as a fraction of the crop size S.
-CROP_SCALE = 0.30
-# Aligned point that lands on the crop centre (S/2, S/2): mid-nose, a quarter IOD under the eyes.
-CROP_CENTER = (0.0, 0.25)
+CROP_SCALE = 0.35
+# Aligned point that lands on the crop centre (S/2, S/2): between the nose and the upper lip.
+CROP_CENTER = (0.0, 0.74)
+# The framing the first renderers were trained with (their config records none).
+LEGACY_FRAMING = (0.30, 0.0, 0.25)
+
+
+def crop_framing() -> tuple[float, float, float]:
+    """(scale, centre x, centre y) of the canonical crop: recorded in a renderer's config."""
+    return (CROP_SCALE, *CROP_CENTER)
 
 
 @lru_cache(maxsize=1)

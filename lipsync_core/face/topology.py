@@ -56,6 +56,8 @@ FACE_OVAL = (
 )
 # Lower part of the oval, from below the right ear (323) round the chin to below the left (93).
 JAW = (323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93)
+# The jaw below the mouth, from under the subject's left mouth corner round the chin to under the right.
+LOWER_JAW = (365, 379, 378, 400, 377, 152, 148, 176, 149, 150, 136)
 LEFT_EYE = (249, 263, 362, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466)
 RIGHT_EYE = (7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246)
 NOSE = (1, 2, 4, 5, 6, 19, 45, 48, 64, 94, 97, 98, 115, 168, 195, 197, 220, 275, 278, 294, 326, 327, 344, 440)

@@ -16,6 +16,7 @@ import torch
 from diffusers import AutoencoderKL
 from torch import nn
 
+from ..face.template import LEGACY_FRAMING
 from ..weights import WeightsFileError, load_tensors, save_tensors
 from .motion import LipMotionTransformer
 from .renderer import LipRenderUNet
@@ -85,8 +86,11 @@ def load_model(
         raise WeightsFileError(
             f"{path}: format version {wf.format_version} of '{wf.kind}' is newer than this pack's; update the pack."
         )
+    config = dict(wf.config)
+    if wf.kind == "renderer":  # renderers saved before the framing was recorded were trained on the first one
+        config.setdefault("crop_framing", list(LEGACY_FRAMING))
     try:
-        model = cls.from_config(wf.config)
+        model = cls.from_config(config)
     except Exception as exc:  # noqa: BLE001 - any failure to build means a bad config
         raise WeightsFileError(
             f"{path}: its '{wf.kind}' config does not build a model ({_short(exc)}); re-export it with this pack."

@@ -297,12 +297,16 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
         appearance_channels: tuple[int, ...] | None = None,
         use_mask_channel: bool = True,
         use_masked_latent: bool = False,
+        reference_concat: bool = False,
+        motion_mean: tuple[float, ...] | None = None,
+        motion_std: tuple[float, ...] | None = None,
         reference_positions: bool = True,
         norm_groups: int = 32,
         modulation_eps: float = 1e-8,
         modconv_impl: str = "auto",
         num_train_timesteps: int = 1000,
         vae_spec: dict[str, Any] | None = None,
+        crop_framing: tuple[float, float, float] | None = None,
     ) -> None:
         super().__init__()
         levels = len(block_out_channels)
@@ -318,6 +322,9 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
             raise LipSyncInputError(
                 f"latent_size={latent_size} must be divisible by {2**levels} for {levels} U-Net levels."
             )
+        for name, stats in (("motion_mean", motion_mean), ("motion_std", motion_std)):
+            if stats is not None and len(stats) != num_params + identity_dim + rotation_dim:
+                raise LipSyncInputError(f"{name} has {len(stats)} entries; one per motion feature is needed.")
         app_channels = tuple(appearance_channels or block_out_channels)
         if len(app_channels) != levels:
             raise LipSyncInputError(f"appearance_channels needs {levels} entries (one per U-Net level).")
@@ -380,6 +387,11 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
             prev = ch
             if level > 0:
                 self.upsamplers.append(nn.Conv2d(ch, ch, 3, padding=1))
+        # Motion statistics of the training data (config): the motion encoder sees every feature at unit scale.
+        dims = self.motion_dim
+        self.register_buffer("norm_motion_mean", torch.tensor(motion_mean or [0.0] * dims), persistent=False)
+        self.register_buffer("norm_motion_std", torch.tensor(motion_std or [1.0] * dims).clamp_min(1e-6),
+                             persistent=False)
         self.norm_out = nn.GroupNorm(_groups(ch0, g), ch0)
         self.conv_out = nn.Conv2d(ch0, latent_channels, 3, padding=1)
 
@@ -392,7 +404,8 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
     @property
     def in_channels(self) -> int:
         cfg = self.config
-        return cfg.latent_channels * (2 if cfg.use_masked_latent else 1) + (1 if cfg.use_mask_channel else 0)
+        latents = 1 + int(cfg.use_masked_latent) + int(cfg.reference_concat)
+        return cfg.latent_channels * latents + (1 if cfg.use_mask_channel else 0)
 
     # ------------------------------------------------------------------ reference
     def encode_reference(self, reference_latents: torch.Tensor) -> ReferenceFeatures:
@@ -424,9 +437,14 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
         reference_latents: torch.Tensor | None = None,
         masked_latent: torch.Tensor | None = None,
         reference_features: ReferenceFeatures | None = None,
+        reference_latent: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """sample [B, C, h, w] (clean upper half, noisy lower half), timestep [B] or scalar,
-        motion [B, W, 13 + identity_dim + rotation_dim] -> eps [B, C, h, w]."""
+        motion [B, W, 13 + identity_dim + rotation_dim] -> eps [B, C, h, w].
+
+        reference_latent [B, C, h, w]: with ``reference_concat``, one reference face per sample (the one whose
+        mouth opening is nearest the driving motion's) stacked as input channels: a copy path for appearance
+        detail that cross-attention at low resolution cannot carry (docs/DECISIONS.md)."""
         cfg = self.config
         if sample.dim() != 4 or sample.shape[1] != cfg.latent_channels:
             raise LipSyncInputError(
@@ -443,13 +461,13 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
                 f"rotation ({cfg.rotation_dim})])."
             )
         dtype = self.conv_in.weight.dtype
-        x = self._context(sample.to(dtype), masked_latent)
+        x = self._context(sample.to(dtype), masked_latent, reference_latent)
         t = torch.as_tensor(timestep, device=sample.device)
         if t.dim() == 0:
             t = t[None]
         t = t.expand(b)
         temb = self.time_embedding(self.time_proj(t).to(dtype))
-        code = self.motion_encoder(motion.to(dtype))
+        code = self.motion_encoder(((motion - self.norm_motion_mean) / self.norm_motion_std).to(dtype))
         if reference_features is None and reference_latents is not None:
             reference_features = self.encode_reference(reference_latents)
         refs = None if reference_features is None else reference_features.tokens
@@ -483,19 +501,23 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
                 hidden = self.upsamplers[i](F.interpolate(hidden, scale_factor=2.0, mode="nearest"))
         return self.conv_out(F.silu(self.norm_out(hidden)))
 
-    def _context(self, sample: torch.Tensor, masked_latent: torch.Tensor | None) -> torch.Tensor:
-        """Stack the extra context channels (docs/DECISIONS.md): masked-frame latent and the lower-half mask."""
+    def _context(self, sample: torch.Tensor, masked_latent: torch.Tensor | None,
+                 reference_latent: torch.Tensor | None = None) -> torch.Tensor:
+        """Stack the extra context channels (docs/DECISIONS.md): masked-frame latent, the aligned reference
+        latent and the lower-half mask."""
         cfg = self.config
         b, _, h, w = sample.shape
         parts = [sample]
-        if cfg.use_masked_latent:
-            if masked_latent is None or masked_latent.shape != sample.shape:
-                got = None if masked_latent is None else tuple(masked_latent.shape)
+        for used, name, latent in ((cfg.use_masked_latent, "masked_latent", masked_latent),
+                                   (cfg.reference_concat, "reference_latent", reference_latent)):
+            if not used:
+                continue
+            if latent is None or latent.shape != sample.shape:
+                got = None if latent is None else tuple(latent.shape)
                 raise LipSyncInputError(
-                    f"masked_latent is {got}; this renderer (use_masked_latent=True) needs the masked frame's "
-                    f"latent with the sample's shape {tuple(sample.shape)}."
+                    f"{name} is {got}; this renderer needs it with the sample's shape {tuple(sample.shape)}."
                 )
-            parts.append(masked_latent.to(sample.dtype))
+            parts.append(latent.to(sample.dtype))
         if cfg.use_mask_channel:
             parts.append(lower_half_mask(h, w, sample.device, sample.dtype).expand(b, 1, h, w))
         return torch.cat(parts, dim=1) if len(parts) > 1 else sample

@@ -194,6 +194,13 @@ class MouthModel:
         flat = params @ self.components + self.expr_mean + self._neutral_mouth(neutral).reshape(-1)
         return flat.reshape(params.shape[:-1] + (NUM_MOUTH_VERTICES, 3))
 
+    def opening(self, params: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+        """Inner-lip gap (T,) of the mouth that ``params`` decode to on the person's (478, 3) neutral face."""
+        verts = self.decode(params, neutral)
+        full = np.repeat(np.asarray(neutral, np.float32)[None], len(verts), axis=0)
+        full[:, MOUTH_INDICES] = verts
+        return mouth_opening(full)
+
     # ------------------------------------------------------------------ torch views
 
     def components_tensor(self, device: str | torch.device = "cpu") -> torch.Tensor:

@@ -92,3 +92,11 @@ def choose_reference_window(usable: np.ndarray, speech: np.ndarray, length: int)
     sums = np.convolve(score, np.ones(length, dtype=np.int64), mode="valid")
     start = int(np.argmax(sums))
     return start + np.flatnonzero(usable[start : start + length])
+
+
+def nearest_by_opening(reference_openness: np.ndarray, target_openness: np.ndarray) -> np.ndarray:
+    """For each target frame, the index of the reference whose mouth opening is nearest: the renderer's
+    aligned reference (copy path) shows teeth and lips in about the state the frame needs."""
+    ref = np.asarray(reference_openness, np.float64).ravel()
+    target = np.asarray(target_openness, np.float64).ravel()
+    return np.argmin(np.abs(target[:, None] - ref[None, :]), axis=1)

@@ -33,7 +33,7 @@ class RenderSettings:
     precision: str = "fp32"
     color_match: float = 0.5
     reference_images: int = 3
-    feather: float = 0.06
+    feather: float | None = None  # IOD units: the paste mask's soft edge; None: face.align.MASK_FEATHER
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLER_NAMES:
@@ -49,6 +49,8 @@ class RenderSettings:
                                         f"(default {default}).")  # fmt: skip
         for name in ("color_match", "feather"):
             value = getattr(self, name)
+            if name == "feather" and value is None:
+                continue
             if not isinstance(value, numbers.Real) or not math.isfinite(value) or not 0.0 <= value <= 1.0:
                 raise LipSyncInputError(f"{name}: got {value!r}; use a number from 0 to 1 "
                                         f"(default {getattr(RenderSettings, name)}).")  # fmt: skip

@@ -87,7 +87,8 @@ def cmd_eval(args) -> int:
 
     options = EvalOptions(reference_frames=args.reference_frames, render_frames=args.render_frames,
                           steps=args.steps, sampler=args.sampler, leakage_threshold=args.leakage_threshold,
-                          syncnet=args.syncnet, lpips=args.lpips, fid=args.fid, device=args.device)
+                          syncnet=args.syncnet, lpips=args.lpips, fid=args.fid, device=args.device,
+                          fidelity_videos=args.videos)
     report = evaluate(args.models, args.data, options, args.motion)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -143,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--syncnet", type=Path, help="syncnet_v2 weights (SyncScore); not computed without")
     p.add_argument("--lpips", type=Path, help="LPIPS weights; not computed without")
     p.add_argument("--fid", type=Path, help="Inception weights for FID; not computed without")
+    p.add_argument("--videos", type=Path,
+                   help="held-out puppet clips (with .truth.npz): add the frame-level fidelity rows "
+                        "(benchmarks/bench_fidelity.py)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_eval)
     return parser

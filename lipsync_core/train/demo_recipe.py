@@ -27,6 +27,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from ..pipeline import MODEL_FILES
+from ..types import LipSyncInputError
 from .basis import fit_basis
 from .common import lane_threads
 from .evaluate import EvalOptions, evaluate
@@ -39,9 +40,19 @@ from .vae import VAETrainConfig, train_vae
 PACKAGE = Path(__file__).resolve().parents[1]
 DEMO_MODELS = PACKAGE / "assets" / "demo_models"
 
-# The demo's data: puppet speakers at 128 px, face crops at 64 px (f4 VAE -> 16x16 latents).
-DEMO_DATA = {"train_speakers": 16, "train_clips": 6, "test_speakers": 4, "test_clips": 3, "size": 128,
+# The demo's data: puppet speakers at 256 px (the frame size of real use: crops are shrunk and prefiltered as
+# in inference), face crops at 64 px (f4 VAE -> 16x16 latents).
+DEMO_DATA = {"train_speakers": 16, "train_clips": 6, "test_speakers": 4, "test_clips": 3, "size": 256,
              "sentences_per_clip": 2, "crop_size": 64}
+# Recipes: the data and the stage presets. ``gpu`` is the paper's scale for one GPU: puppets at 512 px,
+# 256 px crops -> 64x64 latents (f4 VAE), the ``full`` presets of every stage (bf16 on CUDA by default);
+# ``--scale`` shortens it (docs/TRAINING.md gives the expected cost).
+RECIPES = {
+    "demo": {"data": DEMO_DATA, "presets": {"vae": "demo", "motion": "demo", "renderer": "demo"}},
+    "gpu": {"data": {"train_speakers": 48, "train_clips": 10, "test_speakers": 4, "test_clips": 3, "size": 512,
+                     "sentences_per_clip": 2, "crop_size": 256},
+            "presets": {"vae": "full", "motion": "full", "renderer": "full"}},
+}
 
 
 def _steps(config, scale: float, steps: int | None = None):
@@ -113,8 +124,14 @@ def _motion_lane(work: Path, d_train: Path, models: Path, motion_cfg, none_cfg, 
 
 def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: str = "track", workers: int = 2,
                compare_none: bool = True, resume: bool = False, data: dict | None = None,
-               stage_steps: dict | None = None, jobs: int = 2) -> dict:
-    data = {**DEMO_DATA, **(data or {})}
+               stage_steps: dict | None = None, jobs: int = 2, recipe: str = "demo") -> dict:
+    if recipe not in RECIPES:
+        raise LipSyncInputError(f"--recipe {recipe!r}: use one of {sorted(RECIPES)}.")
+    if export and recipe != "demo":
+        raise LipSyncInputError(f"--export replaces the shipped demo models; the '{recipe}' recipe's models stay "
+                                "in WORK/models (point --models there).")
+    presets = RECIPES[recipe]["presets"]
+    data = {**RECIPES[recipe]["data"], **(data or {})}
     stage_steps = stage_steps or {}
     work.mkdir(parents=True, exist_ok=True)
     st = Stages(work)
@@ -131,9 +148,9 @@ def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: 
                                prepare(videos_test, d_test, options, workers)))
     st.run("fit-basis", lambda: fit_basis(d_train), d_train / "mouth_model.safetensors")
     again = "latest" if resume else None
-    vae_cfg = _steps(VAETrainConfig.preset("demo"), scale, stage_steps.get("vae"))
-    motion_cfg = _steps(MotionTrainConfig.preset("demo"), scale, stage_steps.get("motion"))
-    renderer_cfg = _steps(RendererTrainConfig.preset("demo"), scale, stage_steps.get("renderer"))
+    vae_cfg = _steps(VAETrainConfig.preset(presets["vae"]), scale, stage_steps.get("vae"))
+    motion_cfg = _steps(MotionTrainConfig.preset(presets["motion"]), scale, stage_steps.get("motion"))
+    renderer_cfg = _steps(RendererTrainConfig.preset(presets["renderer"]), scale, stage_steps.get("renderer"))
     none_cfg = replace(motion_cfg, model={**motion_cfg.model, "reference_mode": "none"}) if compare_none else None
 
     def image_lane() -> None:
@@ -152,11 +169,12 @@ def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: 
         image_lane()
         lane_times, lane_pid = _motion_lane(work, d_train, models, motion_cfg, none_cfg, again)
     st.times.update(lane_times)
-    report = st.run("eval", lambda: evaluate(models, d_test, EvalOptions(reference_frames=128, render_frames=8)))
+    report = st.run("eval", lambda: evaluate(models, d_test, EvalOptions(reference_frames=128, render_frames=8,
+                                                                         fidelity_videos=videos_test)))
     (work / "eval.json").write_text(json.dumps(report, indent=1))
     (work / "eval.md").write_text(report["markdown"])
-    summary = {"work": str(work), "scale": scale, "steps": {"vae": vae_cfg.steps, "motion": motion_cfg.steps,
-                                                            "renderer": renderer_cfg.steps},
+    summary = {"work": str(work), "recipe": recipe, "scale": scale,
+               "steps": {"vae": vae_cfg.steps, "motion": motion_cfg.steps, "renderer": renderer_cfg.steps},
                "data": data, "eval": {k: v for k, v in report["motion"].items() if k != "per_clip"},
                "render": report["render"]}
     if compare_none:
@@ -185,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lipsync_core.train.demo_recipe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", type=Path, required=True, help="working folder (data, checkpoints, models, reports)")
+    p.add_argument("--recipe", default="demo", choices=sorted(RECIPES),
+                   help="demo: the shipped weights on a 2-core CPU; gpu: 512 px puppets, 256 px crops, full presets")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (0.05 = smoke run)")
     p.add_argument("--export", action="store_true", help="copy the models into lipsync_core/assets/demo_models/")
     p.add_argument("--landmarks", default="track", choices=("track", "truth"),
@@ -197,12 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vae-steps", type=int, help="override the VAE's steps")
     p.add_argument("--motion-steps", type=int, help="override stage 1's steps (also the none variant's)")
     p.add_argument("--renderer-steps", type=int, help="override stage 2's steps")
-    p.add_argument("--train-speakers", type=int, default=DEMO_DATA["train_speakers"])
-    p.add_argument("--train-clips", type=int, default=DEMO_DATA["train_clips"])
+    p.add_argument("--train-speakers", type=int, help="default: the recipe's")
+    p.add_argument("--train-clips", type=int, help="default: the recipe's")
     args = p.parse_args(argv)
+    data = {k: v for k, v in (("train_speakers", args.train_speakers), ("train_clips", args.train_clips)) if v}
     run_recipe(args.work, args.scale, args.export, args.landmarks, args.workers, not args.no_compare_none,
-               args.resume, {"train_speakers": args.train_speakers, "train_clips": args.train_clips},
-               {"vae": args.vae_steps, "motion": args.motion_steps, "renderer": args.renderer_steps}, args.jobs)
+               args.resume, data, {"vae": args.vae_steps, "motion": args.motion_steps,
+                                   "renderer": args.renderer_steps}, args.jobs, args.recipe)
     return 0
 
 

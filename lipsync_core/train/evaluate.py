@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..models.io import load_model
-from ..motion import MOUTH_INDICES, MouthModel, lip_lmd, mouth_opening
+from ..motion import MouthModel, lip_lmd
 from ..synthetic.sync_check import audio_envelope, lag_correlations
 from ..types import LipSyncInputError
 from .dataset import SAMPLE_RATE, load_dataset
@@ -47,14 +47,7 @@ class EvalOptions:
     lpips: Path | None = None
     fid: Path | None = None
     device: str = "cpu"
-
-
-def openings(mouth: MouthModel, params: np.ndarray, neutral: np.ndarray) -> np.ndarray:
-    """Inner-lip gap (T,) of the mouth that ``params`` decode to on the person's neutral face."""
-    verts = mouth.decode(params, neutral)
-    full = np.repeat(np.asarray(neutral, np.float32)[None], len(params), axis=0)
-    full[:, MOUTH_INDICES] = verts
-    return mouth_opening(full)
+    fidelity_videos: Path | None = None  # held-out puppet clips: the frame-level fidelity rows (train/fidelity.py)
 
 
 def silent_frames(silence: np.ndarray, margin: int) -> np.ndarray:
@@ -94,7 +87,7 @@ def padded_silence_openness(model, mouth: MouthModel, pool: ReferencePool, index
     pred = predict_params(model, pool, index, n, feats)
     silent = np.r_[pred[:pad_frames - options.leakage_margin_frames], pred[len(pred) - pad_frames
                                                                            + options.leakage_margin_frames:]]
-    return openings(mouth, silent, c.neutral)
+    return mouth.opening(silent, c.neutral)
 
 
 def motion_metrics(model, mouth: MouthModel, clips: list[MotionClip], n: int, options: EvalOptions) -> dict:
@@ -111,7 +104,7 @@ def motion_metrics(model, mouth: MouthModel, clips: list[MotionClip], n: int, op
         lmd = lip_lmd(mouth.decode(pred[u], c.neutral), mouth.decode(c.params[u], c.neutral))
         lmd_sum += lmd * int(u.sum())
         frames += int(u.sum())
-        op, ot = openings(mouth, pred, c.neutral), openings(mouth, c.params, c.neutral)
+        op, ot = mouth.opening(pred, c.neutral), mouth.opening(c.params, c.neutral)
         env = audio_envelope(c.wave, SAMPLE_RATE, c.fps, len(c.params))
         if len(c.params) >= 2 * options.max_lag + 3:
             corr_pred += lag_correlations(op, env, options.max_lag) * len(c.params)
@@ -169,7 +162,13 @@ def render_metrics(models_dir: Path, mouth: MouthModel, data_dir, model, options
     from skimage.metrics import structural_similarity
 
     from ..render.codec import DiffusersVAECodec
-    from ..render.conditioning import choose_reference_frames, frames_away_from, mask_lower_half, motion_windows
+    from ..render.conditioning import (
+        choose_reference_frames,
+        frames_away_from,
+        mask_lower_half,
+        motion_windows,
+        nearest_by_opening,
+    )
     from ..render.sampling import shared_noise
 
     renderer = load_model(models_dir / "renderer.safetensors", "renderer", options.device)
@@ -195,9 +194,14 @@ def render_metrics(models_dir: Path, mouth: MouthModel, data_dir, model, options
         crops = torch.from_numpy(c.crops[idx]).float() / 255.0
         context = codec.encode(mask_lower_half(crops)).to(options.device)
         noise = shared_noise(tuple(context.shape[1:]), options.seed, options.device)
+        aligned = [None, None]  # the copy path's reference per rendered frame: nearest opening, as inference
+        if cfg.reference_concat:
+            aligned = [ref_lat[torch.from_numpy(nearest_by_opening(a.openness[refs], mouth.opening(p[idx], a.neutral)))]
+                       .to(options.device) for p in (pred, a.params)]
         out, oracle = (_render_crops(renderer, codec, motion_windows(params, a.identity, a.rotations,
                                                                      cfg.motion_window)[idx],
-                                     context, feats, noise, options) for params in (pred, a.params))
+                                     context, feats, noise, options, pick)
+                       for params, pick in zip((pred, a.params), aligned, strict=True))
         recon = codec.decode(codec.encode(crops)).float().cpu().numpy()
         truth = crops.numpy()
         half = cfg.crop_size // 2
@@ -211,14 +215,15 @@ def render_metrics(models_dir: Path, mouth: MouthModel, data_dir, model, options
             "rendered_frames": len(psnrs), "steps": options.steps, "sampler": options.sampler}
 
 
-def _render_crops(renderer, codec, windows: np.ndarray, context, feats, noise, options: EvalOptions) -> np.ndarray:
+def _render_crops(renderer, codec, windows: np.ndarray, context, feats, noise, options: EvalOptions,
+                  aligned: torch.Tensor | None = None) -> np.ndarray:
     """Sample the lower half of ``context``'s crops driven by motion ``windows``; decoded crops [N,S,S,3]."""
     from ..render.sampling import make_scheduler, sample_lower_half
 
     motion = torch.from_numpy(windows).to(options.device)
 
     def denoiser(sample, t):
-        return renderer(sample, t, motion, masked_latent=context, reference_features=feats)
+        return renderer(sample, t, motion, masked_latent=context, reference_features=feats, reference_latent=aligned)
 
     latents = sample_lower_half(denoiser, context, noise, make_scheduler(options.sampler), options.steps)
     return codec.decode(latents).float().cpu().numpy()
@@ -247,6 +252,16 @@ def evaluate(models_dir: str | os.PathLike, data_dir: str | os.PathLike, options
         report["render"] = render_metrics(models_dir, mouth, data_dir, model, options)
     else:
         report["render"] = None
+    report["fidelity"] = None
+    if options.fidelity_videos is not None and render_ok:
+        from ..pipeline import LipSyncModels
+        from .fidelity import FidelityOptions, fidelity
+
+        bundle = LipSyncModels.from_folder(models_dir, options.device)
+        if motion_path:
+            bundle.motion = model
+        report["fidelity"] = fidelity(bundle, options.fidelity_videos,
+                                      FidelityOptions(seed=options.seed))
     missing = {"LPIPS": ("lpips", options.lpips), "FID": ("fid", options.fid),
                "SyncScore": ("syncnet (syncnet_v2)", options.syncnet)}
     report["not_computed"] = {
@@ -282,6 +297,10 @@ def markdown_table(report: dict) -> str:
              f"{m['silent_frames']} silent frames.", "", "| metric | this model | paper, HDTF (Table I) |",
              "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    if report.get("fidelity"):
+        from .fidelity import markdown as fidelity_markdown
+
+        lines += ["", fidelity_markdown(report["fidelity"])]
     return "\n".join(lines) + "\n"
 
 

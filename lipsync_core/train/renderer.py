@@ -5,9 +5,12 @@ context = latent of ``mask_lower_half(crop)`` (its upper half is the clean conte
 ``motion_windows`` from the inference-identical mouth params / identity / pose, reference latents of
 ``reference_images`` frames of the same clip picked by ``choose_reference_frames`` (spread over mouth
 openness) among the frames outside the target span. A sample is ``frames`` (5) consecutive frames of
-one clip that share one noise and one timestep, as inference shares its initial noise. Timesteps come
-from a DDPMScheduler built from ``DEFAULT_NOISE_SCHEDULE`` (T' = 1000); the loss is the
-epsilon-prediction MSE on the lower half (``renderer_loss``). The exported weights are the EMA's.
+one clip, each with its own noise and timestep (a shared noise made the 5 frames one sample; inference
+still shares its initial noise). With ``reference_concat`` each frame also gets the reference whose mouth
+opening is nearest its own (``nearest_by_opening``, as inference picks by the driving motion), kept at least
+2 frames from the sample. Motion features are normalised by the training data's statistics, stored in the
+renderer's config. Timesteps come from a DDPMScheduler built from ``DEFAULT_NOISE_SCHEDULE`` (T' = 1000);
+the loss is the epsilon-prediction MSE on the lower half (``renderer_loss``). The exported weights are the EMA's.
 """
 
 from __future__ import annotations
@@ -21,10 +24,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..face.template import crop_framing
 from ..models.io import save_model
 from ..models.renderer import LipRenderUNet, ReferenceFeatures, renderer_loss
 from ..render.codec import DiffusersVAECodec
-from ..render.conditioning import choose_reference_frames, frames_away_from, mask_lower_half, motion_windows
+from ..render.conditioning import (
+    choose_reference_frames,
+    frames_away_from,
+    mask_lower_half,
+    motion_windows,
+    nearest_by_opening,
+)
 from ..render.sampling import DEFAULT_NOISE_SCHEDULE
 from ..types import LipSyncInputError
 from .common import PresetConfig, finish, fit, seeded_accelerator, start_run
@@ -35,14 +45,14 @@ RENDERER_PRESETS: dict[str, dict] = {
     "full": {
         "model": {"block_out_channels": [128, 256, 512], "layers_per_block": 2,
                   "cross_attention_levels": [False, True, True], "attention_head_dim": 64, "motion_window": 5,
-                  "motion_hidden_dim": 128, "motion_code_dim": 256, "norm_groups": 32},
+                  "motion_hidden_dim": 128, "motion_code_dim": 256, "norm_groups": 32, "reference_concat": True},
         "batch_size": 8, "frames": 5, "steps": 200_000, "lr": 1e-4, "warmup": 1000, "ema_decay": 0.9999,
         "checkpoint_every": 5000, "log_every": 100,
     },
     "demo": {
         "model": {"block_out_channels": [48, 96], "layers_per_block": 1, "cross_attention_levels": [False, True],
                   "attention_head_dim": 24, "motion_window": 5, "motion_hidden_dim": 64, "motion_code_dim": 128,
-                  "norm_groups": 16, "mid_cross_attention": True},
+                  "norm_groups": 16, "mid_cross_attention": True, "reference_concat": True},
         # lr 1e-3 over 3e-4: held-out val loss 0.052 vs 0.067 and PSNR 16.4 vs 15.5 dB after 2500 steps (DECISIONS).
         "batch_size": 4, "frames": 5, "steps": 10_000, "lr": 1e-3, "warmup": 100, "ema_decay": 0.995,
         "checkpoint_every": 500, "log_every": 50,
@@ -66,6 +76,8 @@ class RendererTrainConfig(PresetConfig):
     ema_decay: float = 0.9999
     latent_scale: float | None = None  # None: 1 / std of the data's latents (recorded in the renderer config)
     latent_shift: float | None = None  # None: 0
+    normalise_motion: bool = True  # motion features scaled by the data's statistics (stored in the config)
+    shared_noise: bool = False  # True: the 5 frames of a sample share one noise and one timestep (the first way)
     val_samples: int = 8  # fixed samples whose loss is logged (a smooth curve for tests and plots)
     log_every: int = 100
     checkpoint_every: int = 5000
@@ -101,11 +113,12 @@ class RenderClip:
 
 
 class RendererSampler:
-    def __init__(self, clips: list[RenderClip], frames: int, reference_images: int) -> None:
+    def __init__(self, clips: list[RenderClip], frames: int, reference_images: int, shared_noise: bool = False
+                 ) -> None:
         self.clips = [c for c in clips if len(c.starts)]
         if not self.clips:
             raise LipSyncInputError(f"data: no clip has {frames} consecutive usable frames for the renderer.")
-        self.frames, self.k = frames, reference_images
+        self.frames, self.k, self.shared_noise = frames, reference_images, shared_noise
         w = np.array([len(c.starts) for c in self.clips], np.float64)
         self.p = w / w.sum()
 
@@ -115,13 +128,18 @@ class RendererSampler:
         span = slice(s, s + self.frames)
         refs = choose_reference_frames(c.openness, frames_away_from(c.usable, range(s, s + self.frames)), self.k)
         refs = np.resize(refs, self.k)  # a short clip may give fewer distinct frames: repeat them
-        shape = c.latents.shape[1:]
+        aligned = refs[nearest_by_opening(c.openness[refs], c.openness[span])]
+        draws = 1 if self.shared_noise else self.frames
+        steps = DEFAULT_NOISE_SCHEDULE["num_train_timesteps"]
+        noise = rng.standard_normal((draws,) + tuple(c.latents.shape[1:])).astype(np.float32)
+        timesteps = rng.integers(0, steps, draws)
         return {
             "latents": c.latents[span].float(), "masked": c.masked[span].float(),
             "motion": torch.from_numpy(c.motion[span].astype(np.float32)),
             "reference": c.latents[torch.from_numpy(refs)].float(),
-            "noise": torch.from_numpy(rng.standard_normal(shape).astype(np.float32)),
-            "timestep": torch.tensor(int(rng.integers(0, DEFAULT_NOISE_SCHEDULE["num_train_timesteps"]))),
+            "aligned_reference": c.latents[torch.from_numpy(aligned)].float(),
+            "noise": torch.from_numpy(noise).expand(self.frames, *noise.shape[1:]).contiguous(),
+            "timestep": torch.from_numpy(timesteps).expand(self.frames).contiguous(),
         }
 
 
@@ -140,17 +158,19 @@ class RendererLoss(nn.Module):
         z, zm, motion, ref = batch["latents"], batch["masked"], batch["motion"], batch["reference"]
         b, f, c, h, w = z.shape
         split = h // 2
-        t = batch["timestep"].long()
-        a = self.alphas_cumprod[t].to(z.dtype)[:, None, None, None, None]
-        noise = batch["noise"][:, None].expand(b, f, c, h, w)
+        t = batch["timestep"].long()  # [b, f]: every frame its own timestep and noise
+        a = self.alphas_cumprod[t].to(z.dtype)[:, :, None, None, None]
+        noise = batch["noise"]
         noisy_lower = a.sqrt() * z[..., split:, :] + (1 - a).sqrt() * noise[..., split:, :]
         sample = torch.cat([zm[..., :split, :], noisy_lower], dim=3).flatten(0, 1)
         eps_true = torch.cat([torch.zeros_like(noise[..., :split, :]), noise[..., split:, :]], dim=3).flatten(0, 1)
         feats = self.model.encode_reference(ref)
         feats = ReferenceFeatures([tok.repeat_interleave(f, dim=0) for tok in feats.tokens], feats.sizes)
-        masked = zm.flatten(0, 1) if self.model.config.use_masked_latent else None
-        eps = self.model(sample, t.repeat_interleave(f), motion.flatten(0, 1), masked_latent=masked,
-                         reference_features=feats)
+        cfg = self.model.config
+        masked = zm.flatten(0, 1) if cfg.use_masked_latent else None
+        aligned = batch["aligned_reference"].flatten(0, 1) if cfg.reference_concat else None
+        eps = self.model(sample, t.flatten(), motion.flatten(0, 1), masked_latent=masked, reference_features=feats,
+                         reference_latent=aligned)
         return renderer_loss(eps, eps_true)
 
 
@@ -172,8 +192,15 @@ def latent_stats(clips: list[RenderClip]) -> tuple[float, float]:
     return float(z.mean()), float(z.std())
 
 
+def motion_stats(clips: list[RenderClip]) -> tuple[list[float], list[float]]:
+    """Per-feature mean and std of the motion vectors (mouth params, identity, rotation) of the training data."""
+    x = np.concatenate([c.motion[:, c.motion.shape[1] // 2] for c in clips]).astype(np.float64)
+    return x.mean(axis=0).tolist(), np.maximum(x.std(axis=0), 1e-4).tolist()
+
+
 def build_renderer(config: RendererTrainConfig, vae, crop_size: int, identity_dim: int, scale: float,
-                   shift: float, vae_source: str) -> LipRenderUNet:
+                   shift: float, vae_source: str, motion: tuple[list[float], list[float]] | None = None
+                   ) -> LipRenderUNet:
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     if crop_size % factor:
         raise LipSyncInputError(f"crop size {crop_size} is not a multiple of the VAE's downsampling {factor}.")
@@ -181,6 +208,8 @@ def build_renderer(config: RendererTrainConfig, vae, crop_size: int, identity_di
     return LipRenderUNet(latent_channels=int(vae.config.latent_channels), latent_size=crop_size // factor,
                          crop_size=crop_size, latent_scale=scale, latent_shift=shift, identity_dim=identity_dim,
                          num_train_timesteps=DEFAULT_NOISE_SCHEDULE["num_train_timesteps"], vae_spec=vae_spec,
+                         motion_mean=None if motion is None else motion[0],
+                         motion_std=None if motion is None else motion[1], crop_framing=crop_framing(),
                          **config.model)
 
 
@@ -213,10 +242,11 @@ def train_renderer(
         c.latents = ((c.latents.float() - shift) * scale).half()
         c.masked = ((c.masked.float() - shift) * scale).half()
     crop_size = int(load_dataset_meta_crop(data_dir))
-    model = build_renderer(config, vae, crop_size, mouth.identity_dim, scale, shift, str(vae_path))
+    model = build_renderer(config, vae, crop_size, mouth.identity_dim, scale, shift, str(vae_path),
+                           motion_stats(clips) if config.normalise_motion else None)
     ema = EMAModel(model.parameters(), decay=config.ema_decay)
     ema.to(accelerator.device)
-    sampler = RendererSampler(clips, config.frames, config.reference_images)
+    sampler = RendererSampler(clips, config.frames, config.reference_images, config.shared_noise)
     # checkpoints, logs, config: apart per stage (several stages may share out)
     run = start_run("renderer", accelerator, RendererLoss(model), sampler, config, out / "renderer_run", data_dir,
                     checkpointed=[ema], resume=resume,
