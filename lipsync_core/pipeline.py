@@ -88,9 +88,11 @@ class LipSyncModels:
     def from_folder(cls, folder: str | os.PathLike, device: str | torch.device = "cpu") -> LipSyncModels:
         """Load ``motion``, ``renderer``, ``mouth_model`` (and ``vae`` if present) .safetensors from a folder."""
         paths = check_model_folder(folder)
+        renderer = load_model(paths["renderer"], "renderer", device)
+        check_framing(renderer.config.crop_framing, f"renderer {paths['renderer']}")  # before any tracking
         return cls(
             motion=load_model(paths["motion"], "motion", device),
-            renderer=load_model(paths["renderer"], "renderer", device),
+            renderer=renderer,
             mouth=MouthModel.load(paths["mouth_model"]),
             vae=load_model(paths["vae"], "vae", device) if "vae" in paths else None,
         )
@@ -447,14 +449,14 @@ class FrameRenderer:
                 return self.codec.decode(latents).float().cpu().numpy()
 
 
-def check_framing(framing) -> None:
+def check_framing(framing, name: str = "renderer") -> None:
     """A renderer renders the crop framing it was trained on; crops of another framing would misplace the face."""
     if framing is None:  # built in code, not loaded: it takes this version's framing
         return
     trained = tuple(framing)
     if not np.allclose(trained, crop_framing()):
         raise LipSyncInputError(
-            f"renderer: it was trained on face crops framed {trained} (scale, centre) but this version crops "
+            f"{name}: it was trained on face crops framed {trained} (scale, centre) but this version crops "
             f"{crop_framing()}; use a renderer trained with this version (the shipped demo models are)."
         )
 

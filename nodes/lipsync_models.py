@@ -113,6 +113,8 @@ def load_bundle(
     )
     spec = bundle.feature_spec  # a motion file without a feature spec is refused here, not mid-render
     del spec
+    # a renderer of another crop framing too (the loader's input name and file, not after the tracking)
+    core_module("pipeline").check_framing(bundle.renderer_config.crop_framing, f"renderer {paths['renderer'].name}")
     return bundle
 
 
