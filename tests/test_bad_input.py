@@ -607,6 +607,12 @@ def test_6_a_bad_argument_fails_within_2_s(inputs, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "lipsync_core", "run", "--help"], cwd=REPO, capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 0 and "--no-face" in proc.stdout
+    # what makes it fast: the checks import none of the heavy packages
+    heavy = "torch diffusers mediapipe scipy librosa cv2".split()
+    check = ("import sys, lipsync_core.cli, lipsync_core.media, lipsync_core.audio.io, lipsync_core.weights; "
+             f"print([m for m in {heavy!r} if m in sys.modules])")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
 
 def test_7_the_all_in_one_node_cleans_nan_audio_as_the_cli_does():
