@@ -18,6 +18,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 # Only light modules here: every argument and input file is checked before torch, the models or
 # the tracker are loaded, so a bad argument fails in well under 2 s (tests/test_bad_input.py).
@@ -34,7 +35,7 @@ DEVICE_PATTERN = re.compile(r"(cpu|mps|(cuda|xpu)(:\d+)?)")
 class _Parser(argparse.ArgumentParser):
     """argparse reporting a bad argument in one line (exit 2), like every other bad input."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message}; see `{self.prog} --help`.\n")
 
 

@@ -125,6 +125,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _existing_ancestor(folder: Path) -> Path:
+    """The folder itself, or its nearest parent that exists (where a missing folder would be made)."""
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     return folder
@@ -149,7 +150,8 @@ def check_output_path(
 
     ``inputs`` maps each input's name (e.g. "video") to its path. The output may not be any of
     them (same path, symlink or hard link), may not be a folder, must have a video extension, and
-    its folder must exist and be writable or be creatable. Nothing is created here.
+    its folder must exist and be writable or be creatable. Nothing is left behind (the folder is
+    probed with a hidden file, removed at once; a missing folder is made only when writing starts).
     """
     out = Path(out)
     for name, path in inputs.items():
