@@ -5,51 +5,132 @@
 - ``bench``: per-stage throughput and peak memory of the pipeline.
 
 Bad input ends with one line naming the input and the fix (exit code 2), never a
-traceback alone, and never a partial output file.
+traceback alone, and never a partial output file. Arguments, the output path and the
+input files are checked before any model or tracker is loaded; an output that is one
+of the inputs is refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import sys
-import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
-import numpy as np
-import torch
-
-from .types import LipSyncInputError
+# Only light modules here: every argument and input file is checked before torch, the models or
+# the tracker are loaded, so a bad argument fails in well under 2 s (tests/test_bad_input.py).
+from .audio.length import LENGTH_POLICIES
+from .render.settings import PRECISIONS, SAMPLER_NAMES, RenderSettings
+from .types import DEFAULT_MAX_GAP_SECONDS, GAP_POLICIES, LipSyncInputError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEMO_MODELS = PACKAGE_DIR / "assets" / "demo_models"
 DEMO_CLIPS = PACKAGE_DIR / "assets" / "demo"
+DEVICE_PATTERN = re.compile(r"(cpu|mps|(cuda|xpu)(:\d+)?)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse reporting a bad argument in one line (exit 2), like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}; see `{self.prog} --help`.\n")
 
 
 def _add_render_options(p: argparse.ArgumentParser) -> None:
-    from .pipeline import RenderSettings
-    from .render.sampling import SAMPLERS
-
     d = RenderSettings()
     p.add_argument("--steps", type=int, default=d.steps, help=f"denoising steps (default {d.steps})")
-    p.add_argument("--sampler", choices=sorted(SAMPLERS), default=d.sampler)
+    p.add_argument("--sampler", choices=SAMPLER_NAMES, default=d.sampler)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--chunk", type=int, default=d.chunk_size,
                    help="frames per chunk, rounded up to blocks of 8 (memory, never the result)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=d.precision)
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision)
     p.add_argument("--models", type=Path, default=DEMO_MODELS, help="folder of the .safetensors models")
-    p.add_argument("--length", default="trim_to_audio",
-                   choices=("trim_to_audio", "trim_to_video", "loop", "ping_pong", "pad_silence"),
+    p.add_argument("--length", default="trim_to_audio", choices=LENGTH_POLICIES,
                    help="what to do when audio and video lengths differ")
     p.add_argument("--style-strength", type=float, default=1.0, help="0 = generic style, 1 = the reference's")
+    p.add_argument("--no-face", choices=GAP_POLICIES, default=GAP_POLICIES[0],
+                   help="frames where no face is found: fill in short tracker dropouts within one shot "
+                   "(never black frames, cuts or a covered face), or pass every one through untouched")
+    p.add_argument("--max-gap", type=float, default=DEFAULT_MAX_GAP_SECONDS, metavar="SECONDS",
+                   help=f"longest run of face-less frames that may be filled in (default {DEFAULT_MAX_GAP_SECONDS})")
 
 
-def _settings(args):
-    from .pipeline import RenderSettings
+# RenderSettings fields -> the flags that set them (its errors name the field).
+SETTING_FLAGS = {"sampler": "--sampler", "steps": "--steps", "seed": "--seed", "chunk_size": "--chunk",
+                 "precision": "--precision"}  # fmt: skip
 
-    return RenderSettings(sampler=args.sampler, steps=args.steps, seed=args.seed, chunk_size=args.chunk,
-                          precision=args.precision)
+
+def _settings(args) -> RenderSettings:
+    try:
+        return RenderSettings(sampler=args.sampler, steps=args.steps, seed=args.seed, chunk_size=args.chunk,
+                              precision=args.precision)  # fmt: skip
+    except LipSyncInputError as exc:
+        name, _, rest = str(exc).partition(": ")
+        raise LipSyncInputError(f"{SETTING_FLAGS.get(name, name)}: {rest}") from None
+
+
+def _check_options(args) -> None:
+    """The arguments every command shares, checked before anything is loaded."""
+    _settings(args)
+    if not math.isfinite(args.style_strength):
+        raise LipSyncInputError(f"--style-strength: got {args.style_strength}; use a number such as 0.5 or 1.")
+    if not math.isfinite(args.max_gap) or args.max_gap < 0:
+        raise LipSyncInputError(f"--max-gap: got {args.max_gap}; use seconds >= 0 (0: never fill in a face).")
+    if not DEVICE_PATTERN.fullmatch(args.device):
+        raise LipSyncInputError(f"--device: '{args.device}' is not a torch device; use cpu, cuda, cuda:1 or mps.")
+    from .weights import check_model_folder
+
+    check_model_folder(args.models, "--models")
+
+
+def _check_video(path: Path, what: str) -> None:
+    """A readable video with at least 2 frames (headers only)."""
+    from .media import probe_video
+
+    info = probe_video(path, what)
+    if info.frames_exact and info.frame_count < 2:
+        raise LipSyncInputError(
+            f"{what}: {path} has {info.frame_count} frame{'s' * (info.frame_count != 1)}; lip sync needs a video of "
+            "at least 2 frames (to animate a still image, repeat it into a clip first)."
+        )
+
+
+def _check_run_inputs(args) -> None:
+    """The output path and every input file of ``run``, before any model, tracker or heavy import."""
+    from .audio.io import STYLE_AUDIO_FIX, probe_audio_file
+    from .media import check_output_path
+
+    check_output_path(args.out, {"video": args.video, "audio": args.audio, "style": args.style}, "--out")
+    _check_video(args.video, "video")
+    probe_audio_file(args.audio, "audio")
+    if args.style is not None:
+        _check_video(args.style, "style")
+        probe_audio_file(args.style, "style", STYLE_AUDIO_FIX)
+
+
+def _check_device(device: str) -> None:
+    """That the device exists: after the light checks, before the audio is decoded and the models load
+    (an accelerator needs torch to answer, about 1.5 s of import; the CPU does not)."""
+    kind, _, index = device.partition(":")
+    if kind == "cpu":
+        return
+    import torch
+
+    backend = {"cuda": torch.cuda, "xpu": getattr(torch, "xpu", None)}.get(kind)
+    if kind == "mps":
+        ok = torch.backends.mps.is_available()
+    else:
+        ok = backend is not None and backend.is_available() and int(index or 0) < backend.device_count()
+    if not ok:
+        raise LipSyncInputError(f"--device: {device} is not available on this machine; use --device cpu.")
+
+
+def _tracker_options(args, fps: float) -> dict:
+    return {"gap_policy": args.no_face, "max_gap_frames": round(args.max_gap * fps)}
 
 
 def _progress_bar():
@@ -73,23 +154,29 @@ def _progress_bar():
 
 
 def cmd_run(args) -> int:
-    from .pipeline import LipSyncModels, lipsync_file
+    _check_options(args)
+    _check_run_inputs(args)
+    _check_device(args.device)
+    from .pipeline import FileInputs, LipSyncModels, lipsync_file
 
+    inputs = FileInputs.open(args.video, args.audio, args.style)  # decodes the audio: empty or broken sound fails here
     models = LipSyncModels.from_folder(args.models, args.device)
     update, close = _progress_bar()
     start = time.perf_counter()
     try:
         result = lipsync_file(
-            args.video, args.audio, args.out, models, style_path=args.style, settings=_settings(args),
+            args.video, args.audio, args.out, models, style_path=args.style, inputs=inputs, settings=_settings(args),
             length_policy=args.length, style_strength=args.style_strength, progress=update,
-        )
+            tracker_options=_tracker_options(args, inputs.video.fps),
+        )  # fmt: skip
     finally:
         close()
     seconds = time.perf_counter() - start
     for note in result.notes:
         print(f"note: {note}")
-    print(f"wrote {args.out}: {result.num_frames} frames at {result.fps:.3f} fps in {seconds:.1f} s "
-          f"({result.num_frames / seconds:.2f} frames/s)")
+    h, w = result.track.frame_size
+    print(f"wrote {args.out}: {result.num_frames} frames ({result.num_frames / result.fps:.3f} s) at "
+          f"{result.fps:.3f} fps, {w}x{h}, in {seconds:.1f} s ({result.num_frames / seconds:.2f} frames/s)")
     return 0
 
 
@@ -103,9 +190,10 @@ def _demo_inputs() -> dict[str, Path]:
     return clips
 
 
-def _side_by_side(columns: list[np.ndarray]) -> np.ndarray:
+def _side_by_side(columns: list) -> object:
     """Frames [T, H, W, 3] of several videos -> one strip per frame, each resized to the first's height."""
     import cv2
+    import numpy as np
 
     h = columns[0].shape[1]
     resized = [c if c.shape[1] == h else np.stack([cv2.resize(f, (round(f.shape[1] * h / f.shape[0]), h),
@@ -116,6 +204,8 @@ def _side_by_side(columns: list[np.ndarray]) -> np.ndarray:
 
 def _lip_lmd_vs_truth(models, result, truth_path: Path) -> float:
     """LipLMD of the predicted motion against the ground truth of the same person saying the new audio."""
+    import numpy as np
+
     from .motion import lip_lmd
 
     truth = np.load(truth_path)["landmarks"]
@@ -126,19 +216,29 @@ def _lip_lmd_vs_truth(models, result, truth_path: Path) -> float:
 
 
 def cmd_demo(args) -> int:
-    from .media import VideoWriter, read_video
-    from .pipeline import LipSyncModels, lipsync_file
+    from .media import check_output_path
 
+    _check_options(args)
     clips = _demo_inputs()
-    args.out.mkdir(parents=True, exist_ok=True)
+    if args.out.exists() and not args.out.is_dir():
+        raise LipSyncInputError(f"--out: {args.out} is a file; the demo writes two videos into a folder, name one.")
     result_path, strip_path = args.out / "result.mp4", args.out / "side_by_side.mp4"
+    for path in (result_path, strip_path):
+        check_output_path(path, clips, "--out")
+
+    from .media import VideoWriter, read_video
+    from .pipeline import FileInputs, LipSyncModels, lipsync_file
+
+    _check_device(args.device)
+    inputs = FileInputs.open(clips["video"], clips["audio"], clips["style"])
     models = LipSyncModels.from_folder(args.models, args.device)
     update, close = _progress_bar()
     start = time.perf_counter()
     try:
         result = lipsync_file(clips["video"], clips["audio"], result_path, models, style_path=clips["style"],
-                              settings=_settings(args), length_policy=args.length,
-                              style_strength=args.style_strength, progress=update)
+                              inputs=inputs, settings=_settings(args), length_policy=args.length,
+                              style_strength=args.style_strength, progress=update,
+                              tracker_options=_tracker_options(args, inputs.video.fps))  # fmt: skip
     finally:
         close()
     seconds = time.perf_counter() - start
@@ -146,7 +246,7 @@ def cmd_demo(args) -> int:
     output, _ = read_video(result_path)
     truth, _ = read_video(clips["truth_video"])
     n = min(len(output), len(truth))
-    with VideoWriter(strip_path, result.fps, audio=result.wave, sample_rate=16000) as writer:
+    with VideoWriter(strip_path, result.fps, audio=result.wave, sample_rate=16000, what="--out") as writer:
         writer.write(_side_by_side([source[result.frame_indices[:n]], output[:n], truth[:n]]))
     print(f"wrote {result_path} ({result.num_frames} frames at {result.fps:g} fps) in {seconds:.1f} s")
     print(f"wrote {strip_path}: input | output | ground truth")
@@ -157,17 +257,29 @@ def cmd_demo(args) -> int:
 
 def cmd_bench(args) -> int:
     import resource
+    import tempfile
+
+    _check_options(args)
+    if args.video is None:
+        clips = _demo_inputs()
+    else:
+        from .audio.io import probe_audio_file
+
+        clips = {"video": args.video, "audio": args.audio or args.video}
+        _check_video(args.video, "--video")
+        probe_audio_file(clips["audio"], "--audio")
+
+    import torch
 
     from .pipeline import LipSyncModels, lipsync_file
 
-    clips = _demo_inputs() if args.video is None else {"video": args.video, "audio": args.audio or args.video}
+    _check_device(args.device)
     models = LipSyncModels.from_folder(args.models, args.device)
-    out = Path(tempfile.mkdtemp()) / "bench.mp4"
-    start = time.perf_counter()
-    result = lipsync_file(clips["video"], clips["audio"], out, models, style_path=clips.get("style"),
-                          settings=_settings(args), length_policy=args.length)
-    wall = time.perf_counter() - start
-    out.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        result = lipsync_file(clips["video"], clips["audio"], Path(folder) / "bench.mp4", models,
+                              style_path=clips.get("style"), settings=_settings(args), length_policy=args.length)
+        wall = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n = result.num_frames
     print(f"{n} frames at {result.fps:g} fps, {args.steps} {args.sampler} steps, chunk {args.chunk}, "
@@ -181,8 +293,8 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lipsync_core", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="python -m lipsync_core", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="lip-sync a video to an audio track")
     run.add_argument("--video", type=Path, required=True, help="the video whose lower face is repainted")
@@ -206,7 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad argument (already reported in one line)
+        return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:
         parser.print_help()
         return 0
@@ -214,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except LipSyncInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file system problem no check foresaw (a disk that fills up, a file that vanished)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}; check the path, its permissions and free space.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: no output was written", file=sys.stderr)

@@ -2,14 +2,17 @@
 
 Reading yields frames in chunks so a 10-minute video needs no more memory than
 a chunk; writing muxes the new audio in and only ever leaves a complete file:
-it writes ``<name>.partial.<ext>`` and renames it when closed cleanly, and
-removes it when anything fails.
+it writes a uniquely named ``<name>.partial-XXXX.<ext>`` beside the target and
+renames it when closed cleanly, and removes it when anything fails.
+:func:`check_output_path` refuses, before any work, an output that is one of the
+inputs or that cannot be written.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -29,13 +32,16 @@ class VideoInfo:
     height: int
     duration: float  # seconds
     has_audio: bool
+    frames_exact: bool = False  # frame_count read from the container's index (mp4, mov), not estimated
 
 
 def probe_video(path: str | os.PathLike, what: str = "video") -> VideoInfo:
     """Size, fps and length of a video file, or a one-line error naming it."""
     path = Path(path)
+    if path.is_dir():
+        raise LipSyncInputError(f"{what}: {path} is a folder; name a video file in it.")
     if not path.is_file():
-        raise LipSyncInputError(f"{what}: no such file {path}; check the path.")
+        raise LipSyncInputError(f"{what}: {path} does not exist; check the path.")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -51,11 +57,20 @@ def probe_video(path: str | os.PathLike, what: str = "video") -> VideoInfo:
                 duration = container.duration / av.time_base
             else:
                 duration = 0.0
+            indexed = bool(stream.frames) or "mp4" in container.format.name.split(",")
             frames = int(stream.frames) or int(round(duration * fps))
             return VideoInfo(path, fps, frames, stream.codec_context.width, stream.codec_context.height, duration,
-                             bool(container.streams.audio))
+                             bool(container.streams.audio), indexed)
     except av.FFmpegError as exc:
-        raise LipSyncInputError(f"{what}: {path} is not a readable video ({exc}); check the file.") from exc
+        raise LipSyncInputError(
+            f"{what}: {path} is not a readable video ({_short(exc)}); give a video file (mp4, mov, mkv, webm) "
+            "or re-encode it with ffmpeg."
+        ) from exc
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 def iter_video_frames(path: str | os.PathLike, chunk_size: int = 16, what: str = "video") -> Iterator[np.ndarray]:
@@ -73,7 +88,9 @@ def iter_video_frames(path: str | os.PathLike, chunk_size: int = 16, what: str =
                     yield np.stack(buffer)
                     buffer = []
     except av.FFmpegError as exc:
-        raise LipSyncInputError(f"{what}: {path} could not be decoded ({exc}); check the file.") from exc
+        raise LipSyncInputError(
+            f"{what}: {path} could not be decoded ({_short(exc)}); it may be truncated, re-encode or re-copy it."
+        ) from exc
     if buffer:
         yield np.stack(buffer)
 
@@ -83,7 +100,7 @@ def read_video(path: str | os.PathLike, what: str = "video") -> tuple[np.ndarray
     info = probe_video(path, what)
     chunks = list(iter_video_frames(path, 64, what))
     if not chunks:
-        raise LipSyncInputError(f"{what}: {path} has no decodable frames; check the file.")
+        raise LipSyncInputError(f"{what}: {path} has no decodable frames; it may be empty or truncated, re-encode it.")
     return np.concatenate(chunks), info.fps
 
 
@@ -95,10 +112,86 @@ def _fps_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1000)
 
 
+# Containers the output may be written in (all take H.264 video and AAC audio).
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True when two paths name one file: the same path, a symlink to it, or a hard link."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _existing_ancestor(folder: Path) -> Path:
+    """The folder itself, or its nearest parent that exists (where a missing folder would be made)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _writable(folder: Path) -> bool:
+    """Whether a file can be created in ``folder``: tried for real (permission bits, ACLs, read-only
+    disks and special file systems all answer alike), and removed at once."""
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".stylelipsync-write-test-")
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(name)
+    return True
+
+
+def check_output_path(
+    out: str | os.PathLike, inputs: Mapping[str, str | os.PathLike | None], what: str = "out"
+) -> Path:
+    """Refuse, before any work, an output file that would destroy an input or cannot be written.
+
+    ``inputs`` maps each input's name (e.g. "video") to its path. The output may not be any of
+    them (same path, symlink or hard link), may not be a folder, must have a video extension, and
+    its folder must exist and be writable or be creatable. Nothing is left behind (the folder is
+    probed with a hidden file, removed at once; a missing folder is made only when writing starts).
+    """
+    out = Path(out)
+    for name, path in inputs.items():
+        if path is not None and (_same_file(out, Path(path)) or out.absolute() == Path(path).absolute()):
+            raise LipSyncInputError(
+                f"{what}: {out} is the {name} input file; writing there would destroy it, so name a new "
+                f"file (e.g. {out.with_name(out.stem + '_synced.mp4')})."
+            )
+    if out.is_dir():
+        raise LipSyncInputError(
+            f"{what}: {out} is a folder; name the output file inside it (e.g. {out / 'synced.mp4'})."
+        )
+    if out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise LipSyncInputError(
+            f"{what}: {out} ends in '{out.suffix}', but the output is a video; name it "
+            f"{' or '.join(VIDEO_SUFFIXES[:3])} (e.g. {out.with_suffix('.mp4')})."
+        )
+    folder = out.parent if str(out.parent) else Path(".")
+    base = _existing_ancestor(folder.absolute())
+    if not base.is_dir():
+        raise LipSyncInputError(
+            f"{what}: {base} is a file, so the folder {folder} cannot be made; choose another output folder."
+        )
+    if not _writable(base):
+        where = f"write in {folder}" if base == folder.absolute() else f"create {folder} in {base}"
+        raise LipSyncInputError(
+            f"{what}: cannot {where} (permission denied or a read-only disk); write the output to a folder "
+            "you can write to."
+        )
+    if out.exists() and not os.access(out, os.W_OK):
+        raise LipSyncInputError(f"{what}: {out} exists and is read-only; name another file or make it writable.")
+    return out
+
+
 class VideoWriter:
     """Write RGB frames (and optionally audio) to an mp4, streaming, never leaving a partial file.
 
-    Use as a context manager; ``write(frames)`` takes [n, H, W, 3] uint8 or float 0..1.
+    Use as a context manager; ``write(frames)`` takes [n, H, W, 3] uint8 or float 0..1. The frame
+    size is kept exactly: even sizes are H.264 4:2:0 (yuv420p, what every player reads), odd sizes
+    H.264 4:4:4 (yuv420p cannot hold them), which ``notes`` then says.
     """
 
     def __init__(
@@ -108,27 +201,58 @@ class VideoWriter:
         audio: np.ndarray | None = None,
         sample_rate: int | None = None,
         crf: int = 18,
+        what: str = "out",
     ) -> None:
         self.path = Path(path)
         self.fps = float(fps)
         self.audio = audio
         self.sample_rate = sample_rate
         self.crf = crf
-        self.partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix or '.mp4'}")
+        self.what = what
+        self.partial: Path | None = None
+        self.notes: list[str] = []
         self._container = None
         self._stream = None
         self._audio_stream = None
         self.frames_written = 0
 
+    def _fail(self, doing: str, exc: BaseException) -> LipSyncInputError:
+        text = str(exc).strip()
+        reason = getattr(exc, "strerror", None) or (text.splitlines()[0] if text else type(exc).__name__)
+        return LipSyncInputError(
+            f"{self.what}: could not {doing} ({reason}); check the folder is writable and has free space, "
+            "or write the output elsewhere."
+        )
+
     def __enter__(self) -> VideoWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._container = av.open(str(self.partial), mode="w")
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=folder, prefix=f"{self.path.stem}.partial-",
+                                        suffix=self.path.suffix or ".mp4")  # fmt: skip
+            os.close(fd)
+            os.chmod(name, 0o666 & ~_umask())  # mkstemp makes it private; the output gets the usual mode
+        except OSError as exc:
+            raise self._fail(f"write in {folder}", exc) from exc
+        self.partial = Path(name)
+        try:
+            self._container = av.open(str(self.partial), mode="w")
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            self.partial.unlink(missing_ok=True)
+            raise self._fail(f"open {self.path} for writing", exc) from exc
         return self
 
     def _open_streams(self, height: int, width: int) -> None:
         stream = self._container.add_stream("libx264", rate=_fps_fraction(self.fps))
-        stream.width, stream.height = width - width % 2, height - height % 2
-        stream.pix_fmt = "yuv420p"
+        stream.width, stream.height = width, height
+        if width % 2 or height % 2:
+            stream.pix_fmt = "yuv444p"
+            self.notes.append(
+                f"{width}x{height} is an odd frame size: written as H.264 4:4:4 (yuv444p) to keep every pixel; "
+                "some players (web browsers, QuickTime) only play even sizes"
+            )
+        else:
+            stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(self.crf), "preset": "veryfast"}
         self._stream = stream
         if self.audio is not None and self.sample_rate:
@@ -141,15 +265,22 @@ class VideoWriter:
     def write(self, frames: np.ndarray) -> None:
         if frames.dtype != np.uint8:
             frames = (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        if self._stream is None:
-            self._open_streams(frames.shape[1], frames.shape[2])
-        h, w = self._stream.height, self._stream.width
-        for image in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h, :w]), format="rgb24")
-            for packet in self._stream.encode(frame):
-                self._container.mux(packet)
-            self.frames_written += 1
-        self._write_audio(until=int(self.frames_written / self.fps * self.sample_rate) if self.sample_rate else 0)
+        try:
+            if self._stream is None:
+                self._open_streams(frames.shape[1], frames.shape[2])
+            elif (frames.shape[1], frames.shape[2]) != (self._stream.height, self._stream.width):
+                raise LipSyncInputError(
+                    f"{self.what}: frames of {frames.shape[2]}x{frames.shape[1]} after "
+                    f"{self._stream.width}x{self._stream.height}; every frame of a video must have one size."
+                )
+            for image in frames:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+                for packet in self._stream.encode(frame):
+                    self._container.mux(packet)
+                self.frames_written += 1
+            self._write_audio(until=int(self.frames_written / self.fps * self.sample_rate) if self.sample_rate else 0)
+        except (av.FFmpegError, OSError) as exc:
+            raise self._fail(f"write {self.path}", exc) from exc
 
     def _write_audio(self, until: int | None = None) -> None:
         """Encode audio up to sample ``until`` (None: all), interleaved with the video written so far."""
@@ -169,20 +300,38 @@ class VideoWriter:
             for packet in self._audio_stream.encode(None):
                 self._container.mux(packet)
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def _discard(self) -> None:
+        """Close the container and remove the unfinished file (never raises over the original error)."""
         try:
-            if exc_type is None:
-                if self._stream is None or self.frames_written == 0:
-                    raise LipSyncInputError(f"output: no frames were written to {self.path}.")
+            self._container.close()
+        except Exception:  # noqa: BLE001 - the file is being thrown away
+            pass
+        self.partial.unlink(missing_ok=True)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._discard()
+            return
+        try:
+            if self._stream is None or self.frames_written == 0:
+                raise LipSyncInputError(f"{self.what}: no frames were written to {self.path}.")
+            try:
                 for packet in self._stream.encode(None):
                     self._container.mux(packet)
                 self._write_audio()
-            self._container.close()
+                self._container.close()
+            except (av.FFmpegError, OSError) as error:
+                raise self._fail(f"write {self.path}", error) from error
+            try:
+                os.replace(self.partial, self.path)
+            except OSError as error:
+                raise self._fail(f"replace {self.path} with the finished video", error) from error
         except BaseException:
-            self._container.close()
-            self.partial.unlink(missing_ok=True)
+            self._discard()
             raise
-        if exc_type is not None:
-            self.partial.unlink(missing_ok=True)
-            return
-        os.replace(self.partial, self.path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

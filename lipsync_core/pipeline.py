@@ -21,11 +21,12 @@ import torch
 
 from .audio import TARGET_RATE, compute_features, load_audio_file
 from .audio.features import CONTEXT, N_MELS
+from .audio.io import STYLE_AUDIO_FIX
 from .audio.length import LengthMatch, match_length
 from .face import FaceTracker, paste_back, track_faces, warp_to_crops
 from .face.align import MASK_FEATHER, MASK_POINTS
 from .face.template import crop_framing
-from .media import VideoWriter, iter_video_frames, probe_video
+from .media import VideoWriter, check_output_path, iter_video_frames, probe_video
 from .models.io import load_model
 from .models.precision import autocast_context
 from .motion import MOUTH_INDICES, MouthModel, mouth_opening, procrustes_align, rotation_to_vector
@@ -38,14 +39,9 @@ from .render.conditioning import (
     nearest_by_opening,
 )
 from .render.sampling import make_scheduler, sample_lower_half, shared_noise
+from .render.settings import RenderSettings
 from .types import AudioFeatures, FaceTrack, FeatureSpec, LipMotion, LipSyncInputError, StyleReference
-
-MODEL_FILES = {
-    "motion": "motion.safetensors",
-    "renderer": "renderer.safetensors",
-    "mouth_model": "mouth_model.safetensors",
-    "vae": "vae.safetensors",
-}
+from .weights import MODEL_FILES, check_model_folder  # noqa: F401 - MODEL_FILES: the folder's names, re-exported
 
 # Where the paste mask's points sit among the mouth model's vertices (lips, then jaw).
 _MASK_IN_MOUTH = np.array([list(MOUTH_INDICES).index(i) for i in MASK_POINTS])
@@ -91,15 +87,14 @@ class LipSyncModels:
     @classmethod
     def from_folder(cls, folder: str | os.PathLike, device: str | torch.device = "cpu") -> LipSyncModels:
         """Load ``motion``, ``renderer``, ``mouth_model`` (and ``vae`` if present) .safetensors from a folder."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise LipSyncInputError(f"models: no folder {folder}; point --models at the folder of .safetensors files.")
-        vae_path = folder / MODEL_FILES["vae"]
+        paths = check_model_folder(folder)
+        renderer = load_model(paths["renderer"], "renderer", device)
+        check_framing(renderer.config.crop_framing, f"renderer {paths['renderer']}")  # before any tracking
         return cls(
-            motion=load_model(folder / MODEL_FILES["motion"], "motion", device),
-            renderer=load_model(folder / MODEL_FILES["renderer"], "renderer", device),
-            mouth=MouthModel.load(folder / MODEL_FILES["mouth_model"]),
-            vae=load_model(vae_path, "vae", device) if vae_path.is_file() else None,
+            motion=load_model(paths["motion"], "motion", device),
+            renderer=renderer,
+            mouth=MouthModel.load(paths["mouth_model"]),
+            vae=load_model(paths["vae"], "vae", device) if "vae" in paths else None,
         )
 
     @property
@@ -120,26 +115,6 @@ class LipSyncModels:
         return external
 
 
-@dataclass
-class RenderSettings:
-    """Stage-2 settings. Sampler and steps are the measured defaults: the fewest steps whose LipLMD is
-    within 5% of 200 DDIM steps (benchmarks/bench_steps_quality.py, docs/PERFORMANCE.md)."""
-
-    sampler: str = "ddim"
-    steps: int = 10
-    seed: int = 0
-    chunk_size: int = 16  # frames decoded, rendered and encoded per step of the stream (memory)
-    render_batch: int = 8  # frames per network batch, in blocks aligned to the output index
-    precision: str = "fp32"
-    color_match: float = 0.5
-    reference_images: int = 3
-    feather: float = MASK_FEATHER  # IOD units: the paste mask's soft edge
-
-    def io_chunk(self) -> int:
-        """``chunk_size`` rounded up to whole render blocks, so chunking never changes a frame."""
-        return -(-max(int(self.chunk_size), 1) // self.render_batch) * self.render_batch
-
-
 # ----------------------------------------------------------------------------- frames
 
 
@@ -156,16 +131,27 @@ class FrameSource:
     def get(self, indices: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def describe(self, what: str) -> str:
+        """How errors name this source: the input's name (and its file, if it has one)."""
+        return what
+
 
 class ArrayFrames(FrameSource):
-    """Frames already in memory (ComfyUI IMAGE batches): [T, H, W, 3] float 0..1 or uint8."""
+    """Frames already in memory (ComfyUI IMAGE batches): [T, H, W, 3] float 0..1 or uint8.
 
-    def __init__(self, frames, fps: float) -> None:
+    ``name``: how errors name them (a node's input, e.g. "images"); default the pipeline's own word.
+    """
+
+    def __init__(self, frames, fps: float, name: str | None = None) -> None:
         if isinstance(frames, torch.Tensor):
             frames = frames.detach().cpu().numpy()
         self.frames = frames
         self.fps = float(fps)
         self.num_frames = len(frames)
+        self.name = name
+
+    def describe(self, what: str) -> str:
+        return self.name or what
 
     def get(self, indices: np.ndarray) -> np.ndarray:
         return self.frames[np.asarray(indices)]
@@ -192,6 +178,9 @@ class VideoFileFrames(FrameSource):
 
     def iter_chunks(self, size: int) -> Iterator[np.ndarray]:
         yield from iter_video_frames(self.path, size, self.what)
+
+    def describe(self, what: str) -> str:
+        return f"{what} {self.path}"
 
     def _restart(self) -> None:
         self._reader = iter_video_frames(self.path, 16, self.what)
@@ -256,13 +245,16 @@ class FaceAnalysis:
 def track_source(source: FrameSource, crop_size: int, progress: Progress = _nothing, interrupt: Interrupt = _nothing,
                  what: str = "video", **tracker_options) -> FaceTrack:
     """Track the face through every frame of a source, streaming in chunks."""
-    with FaceTracker(source.fps, crop_size=crop_size, input_name=what, **tracker_options) as tracker:
+    name = source.describe(what)
+    with FaceTracker(source.fps, crop_size=crop_size, input_name=name, **tracker_options) as tracker:
         done = 0
         for chunk in source.iter_chunks(32):
             interrupt()
             tracker.feed(chunk)
             done += len(chunk)
             progress(done, source.num_frames)
+        if done == 0:
+            raise LipSyncInputError(f"{name}: it has no frames; give a video of at least 2 frames.")
         track = tracker.finish()
     source.num_frames = len(track)  # exact, now that every frame was decoded
     return track
@@ -417,7 +409,8 @@ class FrameRenderer:
         with self.stopwatch("paste back"):
             out, masks = paste_back(
                 frames, out_crops, transforms, landmarks=track.landmarks[src], usable=usable,
-                feather=self.settings.feather, color_match_strength=self.settings.color_match,
+                feather=MASK_FEATHER if self.settings.feather is None else self.settings.feather,
+                color_match_strength=self.settings.color_match,
                 mask_points=self.generated_mouth_points(src, out_indices),
             )
         return out, masks
@@ -456,14 +449,14 @@ class FrameRenderer:
                 return self.codec.decode(latents).float().cpu().numpy()
 
 
-def check_framing(framing) -> None:
+def check_framing(framing, name: str = "renderer") -> None:
     """A renderer renders the crop framing it was trained on; crops of another framing would misplace the face."""
     if framing is None:  # built in code, not loaded: it takes this version's framing
         return
     trained = tuple(framing)
     if not np.allclose(trained, crop_framing()):
         raise LipSyncInputError(
-            f"renderer: it was trained on face crops framed {trained} (scale, centre) but this version crops "
+            f"{name}: it was trained on face crops framed {trained} (scale, centre) but this version crops "
             f"{crop_framing()}; use a renderer trained with this version (the shipped demo models are)."
         )
 
@@ -541,7 +534,7 @@ def lipsync(
                                  **tracker_options)
     if len(track) < 2:
         raise LipSyncInputError(
-            f"video: it has {len(track)} frame; lip sync needs a video of at least 2 frames "
+            f"{video.describe('video')}: it has {len(track)} frame; lip sync needs a video of at least 2 frames "
             "(to animate a still image, repeat it into a clip first)."
         )
     with clock("analyse + audio features"):
@@ -560,7 +553,7 @@ def lipsync(
             if style_wave is None:
                 raise LipSyncInputError("style: a style video needs its own audio; give the style clip's audio too.")
             style_track = track_source(style_video, crop_size, lambda d, t: report("track style", d, t), interrupt,
-                                       "style video", **tracker_options)
+                                       "style", **tracker_options)
             style_analysis = FaceAnalysis.of(style_track, models.mouth)
             style_feats = audio_features(style_wave, style_video.fps, style_video.num_frames, spec)
             style = make_style_reference(style_analysis, style_feats, max_reference_frames, "style video")
@@ -585,35 +578,67 @@ def lipsync(
     return LipSyncResult(total, video.fps, matched.wave, motion, track, notes, clock.seconds, matched.frame_indices)
 
 
+@dataclass
+class FileInputs:
+    """The input files of a job, opened and checked (audio decoded) before any model is loaded."""
+
+    video: VideoFileFrames
+    wave: np.ndarray  # the new audio, 16 kHz mono
+    style_video: VideoFileFrames | None = None
+    style_wave: np.ndarray | None = None  # the style clip's audio, or the input video's own (None if silent)
+    paths: dict[str, Path] = field(default_factory=dict)  # input name -> path: never written to
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def open(
+        cls, video_path: str | os.PathLike, audio_path: str | os.PathLike, style_path: str | os.PathLike | None = None
+    ) -> FileInputs:
+        video = VideoFileFrames(video_path, "video")
+        wave = load_audio_file(audio_path, what="audio")
+        paths = {"video": Path(video_path), "audio": Path(audio_path)}
+        if style_path is not None:
+            paths["style"] = Path(style_path)
+            return cls(video, wave, VideoFileFrames(style_path, "style"),
+                       load_audio_file(style_path, what="style", fix=STYLE_AUDIO_FIX), paths)  # fmt: skip
+        try:
+            own = load_audio_file(video_path, what="video")  # the input video's own audio is the default reference
+        except LipSyncInputError:  # a silent video: no audio-aware reference, the model's generic style
+            return cls(video, wave, None, None, paths, ["the video has no usable sound of its own, so no style "
+                                                        "reference was taken from it (give a style clip)"])
+        return cls(video, wave, None, own, paths)
+
+
 def lipsync_file(
     video_path: str | os.PathLike,
     audio_path: str | os.PathLike,
     out_path: str | os.PathLike,
     models: LipSyncModels,
     style_path: str | os.PathLike | None = None,
+    inputs: FileInputs | None = None,
     **options,
 ) -> LipSyncResult:
-    """The CLI's job: stream a video file through :func:`lipsync` into an mp4 with the new audio."""
-    video = VideoFileFrames(video_path, "video")
-    wave = load_audio_file(audio_path)
-    style_video = style_wave = None
-    if style_path is not None:
-        style_video = VideoFileFrames(style_path, "style")
-        style_wave = load_audio_file(style_path)
-    else:
-        try:
-            style_wave = load_audio_file(video_path)  # the input video's own audio is the default reference
-        except LipSyncInputError:
-            style_wave = None
+    """The CLI's job: stream a video file through :func:`lipsync` into an mp4 with the new audio.
+
+    ``out_path`` may not be any input (refused before any work); the output appears only when
+    it is complete. ``inputs`` (:meth:`FileInputs.open` of the same paths) may be passed by a
+    caller that opened them before loading the models, as the command line does.
+    """
+    paths = {"video": video_path, "audio": audio_path, "style": style_path}
+    check_output_path(out_path, paths)
+    if inputs is None:
+        inputs = FileInputs.open(video_path, audio_path, style_path)
+    video = inputs.video
     policy = options.get("length_policy", "trim_to_audio")
     report = options.get("progress") or (lambda stage, done, total: None)
     start = time.perf_counter()
     track_first = track_source(video, models.renderer.config.crop_size, lambda d, t: report("track", d, t),
                                options.get("interrupt", _nothing), "video", **(options.get("tracker_options") or {}))
     track_seconds = time.perf_counter() - start
-    matched = match_length(video.num_frames, wave, video.fps, policy)
+    matched = match_length(video.num_frames, inputs.wave, video.fps, policy)
     with VideoWriter(out_path, video.fps, audio=matched.wave, sample_rate=TARGET_RATE) as writer:
-        result = lipsync(video, wave, models, lambda frames, masks: writer.write(frames), style_video=style_video,
-                         style_wave=style_wave, track=track_first, matched=matched, **options)
+        result = lipsync(video, inputs.wave, models, lambda frames, masks: writer.write(frames),
+                         style_video=inputs.style_video, style_wave=inputs.style_wave, track=track_first,
+                         matched=matched, **options)  # fmt: skip
     result.seconds = {"track": track_seconds, **result.seconds}
+    result.notes.extend(inputs.notes + writer.notes)
     return result

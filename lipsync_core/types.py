@@ -17,6 +17,10 @@ import numpy as np
 NUM_MOUTH_PARAMS = 13
 # MediaPipe Face Mesh topology (with iris refinement).
 NUM_LANDMARKS = 478
+# What the tracker does with frames where it finds no face (face.tracking): fill in short tracker
+# dropouts within one shot, or pass every such frame through untouched.
+GAP_POLICIES = ("interpolate", "passthrough")
+DEFAULT_MAX_GAP_SECONDS = 0.5  # longest run of face-less frames that may be filled in
 
 
 class LipSyncInputError(ValueError):

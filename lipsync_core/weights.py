@@ -18,18 +18,43 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from .types import LipSyncInputError
+
+if TYPE_CHECKING:  # torch is imported where tensors are read or written: headers are checked without it
+    import torch
 
 KIND_KEY = "stylelipsync.kind"
 VERSION_KEY = "stylelipsync.format_version"
 CONFIG_KEY = "stylelipsync.config"
 EXTRA_KEY = "stylelipsync.extra"
+
+# The files of a models folder, by kind (the kind each file must hold). The VAE is optional.
+MODEL_FILES = {
+    "motion": "motion.safetensors",
+    "renderer": "renderer.safetensors",
+    "mouth_model": "mouth_model.safetensors",
+    "vae": "vae.safetensors",
+}
+# What each kind is and which training command makes it: the fix when a file of one kind stands where
+# another belongs (python -m lipsync_core.train <command>).
+KIND_DESCRIPTIONS = {
+    "motion": ("the stage-1 lip-motion model", "train-motion"),
+    "renderer": ("the stage-2 face renderer", "train-renderer"),
+    "mouth_model": ("the mouth model", "fit-basis"),
+    "vae": ("the renderer's VAE", "train-vae"),
+}
+
+
+def _put_here(kind: str, where: str = "here") -> str:
+    """'put the stage-1 lip-motion model here (motion.safetensors, from `python -m lipsync_core.train ...`)'."""
+    if kind not in KIND_DESCRIPTIONS:
+        return f"put a '{kind}' file {where}"
+    what, command = KIND_DESCRIPTIONS[kind]
+    return f"put {what} {where} ({MODEL_FILES[kind]}, from `python -m lipsync_core.train {command}`)"
 
 
 class WeightsFileError(LipSyncInputError):
@@ -57,6 +82,8 @@ def save_tensors(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``tensors`` with kind, version and config as JSON metadata (atomically)."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
@@ -80,12 +107,52 @@ def read_header(path: str | os.PathLike) -> dict[str, str]:
     if path.suffix != ".safetensors":
         raise WeightsFileError(f"{path}: only .safetensors weights are read (nothing is unpickled).")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:  # the header only: no torch needed
             return dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsFileError(
             f"{path}: not a readable safetensors file ({_short(exc)}); re-export or re-copy it."
         ) from exc
+
+
+def check_kind(path: str | os.PathLike, expected_kind: str | None = None) -> dict[str, str]:
+    """The header of a StyleLipSync weights file, checked to hold ``expected_kind`` (headers only: fast)."""
+    path = Path(path)
+    meta = read_header(path)
+    kind = meta.get(KIND_KEY)
+    if kind is None:
+        raise WeightsFileError(
+            f"{path}: not a StyleLipSync weights file (no '{KIND_KEY}' in its metadata); use a file this pack's "
+            "training exported."
+        )
+    if expected_kind is not None and kind != expected_kind:
+        this = (f"{KIND_DESCRIPTIONS[kind][0]}, which belongs in {MODEL_FILES[kind]}" if kind in KIND_DESCRIPTIONS
+                else f"a '{kind}' file")  # fmt: skip
+        raise WeightsFileError(
+            f"{path}: holds a '{kind}' model, but a '{expected_kind}' model is expected here; "
+            f"{_put_here(expected_kind)}; this file is {this}."
+        )
+    return meta
+
+
+def check_model_folder(folder: str | os.PathLike, what: str = "models") -> dict[str, Path]:
+    """The model files of a folder (kind -> path), each checked to hold its kind; the VAE may be absent."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise WeightsFileError(
+            f"{what}: {folder} is not a folder; point it at the folder of .safetensors models "
+            f"({', '.join(MODEL_FILES.values())})."
+        )
+    paths: dict[str, Path] = {}
+    for kind, name in MODEL_FILES.items():
+        path = folder / name
+        if not path.is_file():
+            if kind == "vae":
+                continue
+            raise WeightsFileError(f"{what}: {folder} has no {name}; {_put_here(kind, 'there')}.")
+        check_kind(path, kind)
+        paths[kind] = path
+    return paths
 
 
 def load_tensors(
@@ -96,18 +163,14 @@ def load_tensors(
 ) -> WeightsFile:
     """Read a weights file written by :func:`save_tensors`, checking kind, version and integrity."""
     path = Path(path)
-    meta = read_header(path)
-    kind = meta.get(KIND_KEY)
-    if kind is None:
-        raise WeightsFileError(f"{path}: not a StyleLipSync weights file (no '{KIND_KEY}' in its metadata).")
-    if expected_kind is not None and kind != expected_kind:
-        raise WeightsFileError(f"{path}: holds a '{kind}' model, but a '{expected_kind}' model is expected here.")
+    meta = check_kind(path, expected_kind)
+    kind = meta[KIND_KEY]
     try:
         version = int(meta.get(VERSION_KEY, "0"))
         config = json.loads(meta.get(CONFIG_KEY, "{}"))
         extra = json.loads(meta.get(EXTRA_KEY, "{}"))
     except ValueError as exc:
-        raise WeightsFileError(f"{path}: its metadata is corrupted ({_short(exc)}).") from exc
+        raise WeightsFileError(f"{path}: its metadata is corrupted ({_short(exc)}); re-export or re-copy it.") from exc
     if not 1 <= version <= max_version:
         raise WeightsFileError(
             f"{path}: format version {version} of '{kind}' is not supported (this pack reads 1..{max_version}); "

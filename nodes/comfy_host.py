@@ -88,5 +88,5 @@ def resolve_model_path(name: str, input_name: str = "model") -> Path:
         raise LipSyncInputError(f"{input_name}: '{name}' is not in the models folder ({folders}); copy it there.")
     path = Path(name)
     if not path.is_file():
-        raise LipSyncInputError(f"{input_name}: no such file '{name}'.")
+        raise LipSyncInputError(f"{input_name}: no such file '{name}'; pick a file from the list or give a full path.")
     return path

@@ -8,7 +8,7 @@ from . import graph_types as gt
 from ._core import core_module
 from .comfy_host import CATEGORY
 from .fps import resolve_fps
-from .plumbing import FACE_CHOICES, FPS_WIDGET, GAP_POLICIES, MODELS_INPUT, VIDEO_INFO_INPUT
+from .plumbing import FACE_CHOICES, FPS_WIDGET, MODELS_INPUT, NO_FACE_WIDGETS, VIDEO_INFO_INPUT, tracker_options
 
 TRACK_CROP_SIZE = 256  # the track's own crop; the render node rescales it to the renderer's crop size
 
@@ -16,8 +16,8 @@ TRACK_CROP_SIZE = 256  # the track's own crop; the render node rescales it to th
 class StyleLipSyncTrackFaces:
     DESCRIPTION = (
         "Finds and follows one face through the frames (MediaPipe Face Mesh, or insightface when its models are "
-        "installed). Frames without a face are interpolated over short gaps or passed through untouched; "
-        "the frame count never changes."
+        "installed). Frames without a face pass through untouched, except short tracker dropouts within one "
+        "shot, which are interpolated; the frame count never changes."
     )
     CATEGORY = CATEGORY
     FUNCTION = "track"
@@ -36,10 +36,7 @@ class StyleLipSyncTrackFaces:
                 "face_choice": (list(FACE_CHOICES), {"default": "largest",
                                 "tooltip": "Which face to follow when there are several ('identity' needs "
                                 "backend insightface and a reference_face)."}),
-                "no_face": (list(GAP_POLICIES), {"default": "interpolate",
-                            "tooltip": "Frames without a face: interpolate short gaps, or pass every one through."}),
-                "max_gap_seconds": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 10.0, "step": 0.05,
-                                    "tooltip": "Longest gap that is interpolated; longer gaps pass through."}),
+                **NO_FACE_WIDGETS,
             },
             "optional": {
                 "models": (MODELS_INPUT[0], {"tooltip": "Connect to track at the renderer's crop size (exactly as the "
@@ -62,7 +59,7 @@ class StyleLipSyncTrackFaces:
             options["reference_image"] = frames_of(reference_face, "reference_face")
         track = core_module("face").track_faces(
             frames_of(images), rate, backend=backend, crop_size=crop, face_choice=face_choice,
-            max_gap_frames=int(round(max_gap_seconds * rate)), gap_policy=no_face, input_name="images", **options,
+            input_name="images", **tracker_options(no_face, max_gap_seconds, rate), **options,
         )  # fmt: skip
         found = int(track.usable.sum())
         notes = "\n".join([f"{found} of {len(track)} frames have a face.", *track.notes])

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ._core import LipSyncInputError, core_module
+from ._core import LipSyncInputError, core_module, weights
 from .comfy_host import comfy_module, resolve_model_path
 from .hosted_model import HostedModel
 from .model_cache import MODEL_CACHE, ModelCache
@@ -22,12 +22,7 @@ from .model_cache import MODEL_CACHE, ModelCache
 DEMO_CHOICE = "demo (shipped)"
 NO_VAE = "(none: connect a VAE to the render node)"
 DEMO_FOLDER = Path(__file__).resolve().parents[1] / "lipsync_core" / "assets" / "demo_models"
-MODEL_FILES = {  # the same names lipsync_core.pipeline.MODEL_FILES uses (checked by the contract tests)
-    "motion": "motion.safetensors",
-    "renderer": "renderer.safetensors",
-    "mouth_model": "mouth_model.safetensors",
-    "vae": "vae.safetensors",
-}
+MODEL_FILES = weights.MODEL_FILES  # the names of a models folder (and of the shipped demo weights)
 
 
 def model_file(choice: str, kind: str, input_name: str) -> Path:
@@ -118,6 +113,8 @@ def load_bundle(
     )
     spec = bundle.feature_spec  # a motion file without a feature spec is refused here, not mid-render
     del spec
+    # a renderer of another crop framing too (the loader's input name and file, not after the tracking)
+    core_module("pipeline").check_framing(bundle.renderer_config.crop_framing, f"renderer {paths['renderer'].name}")
     return bundle
 
 

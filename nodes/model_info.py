@@ -15,6 +15,7 @@ from typing import Any
 
 from ._core import weights
 from .comfy_host import CATEGORY, MODEL_FOLDER, model_filenames, model_folder_paths, resolve_model_path
+from .lipsync_models import DEMO_CHOICE, DEMO_FOLDER, MODEL_FILES
 from .model_cache import MODEL_CACHE, file_key
 from .ui_payload import TEXT_KEY
 
@@ -81,7 +82,8 @@ def inspect_weights_file(path: str | os.PathLike) -> dict[str, Any]:
 
 def _describe(info: dict[str, Any]) -> str:
     status = "OK" if not info["problems"] else "PROBLEM: " + "; ".join(info["problems"])
-    parts = [f"{info['file']}: {status}"]
+    name = f"{DEMO_CHOICE}: {info['file']}" if info.get("shipped") else info["file"]
+    parts = [f"{name}: {status}"]
     if "kind" in info and info["kind"] is not None:
         parts.append(f"  kind {info['kind']} v{info.get('format_version', '?')}")
     if "parameters" in info:
@@ -115,10 +117,11 @@ class StyleLipSyncModelInfo:
         return {
             "required": {
                 "model": (
-                    [ALL_FILES, *model_filenames()],
+                    [ALL_FILES, DEMO_CHOICE, *model_filenames()],
                     {
                         "default": ALL_FILES,
-                        "tooltip": "One file of the models folder, or all of them.",
+                        "tooltip": "One file of the models folder, the demo weights shipped with the pack, or all "
+                        "of them (the demo weights first).",
                         "stylelipsync_folder": MODEL_FOLDER,
                     },
                 ),
@@ -127,8 +130,12 @@ class StyleLipSyncModelInfo:
 
     @classmethod
     def _selected(cls, model: str) -> list[Path]:
+        """The files behind a choice: the shipped demo weights (those present), folder files, or both."""
+        demo = [path for path in (DEMO_FOLDER / name for name in MODEL_FILES.values()) if path.is_file()]
+        if model == DEMO_CHOICE:
+            return demo
         if model == ALL_FILES:
-            return [resolve_model_path(name) for name in model_filenames()]
+            return demo + [resolve_model_path(name) for name in model_filenames()]
         return [resolve_model_path(model)]
 
     @classmethod
@@ -140,11 +147,18 @@ class StyleLipSyncModelInfo:
             return "unavailable"
 
     def inspect(self, model: str) -> dict[str, Any]:
-        infos = [MODEL_CACHE.get(path, inspect_weights_file, kind="header") for path in self._selected(model)]
+        infos = [
+            {**MODEL_CACHE.get(path, inspect_weights_file, kind="header"), "shipped": path.parent == DEMO_FOLDER}
+            for path in self._selected(model)
+        ]
+        folders = ", ".join(model_folder_paths()) or "models/stylelipsync"
         if infos:
             report = "\n\n".join(_describe(info) for info in infos)
+            if not any(not info["shipped"] for info in infos) and model == ALL_FILES:
+                report += f"\n\nNo .safetensors files in {folders} (only the shipped demo weights)."
+        elif model == DEMO_CHOICE:
+            report = f"The demo weights are not installed (lipsync_core/assets/demo_models is empty); use {folders}."
         else:
-            folders = ", ".join(model_folder_paths()) or "models/stylelipsync"
             report = f"No .safetensors files in {folders}."
         details = json.dumps(infos, indent=1, sort_keys=True)
         return {"ui": {TEXT_KEY: [report]}, "result": (report, details)}

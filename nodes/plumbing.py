@@ -21,10 +21,20 @@ FPS_WIDGET = (
 )  # fmt: skip
 VIDEO_INFO_INPUT = ("VHS_VIDEOINFO", {"tooltip": "VideoHelperSuite's video_info: its loaded_fps is used if fps is 0."})
 MODELS_INPUT = (gt.MODELS, {"tooltip": "From StyleLipSync Load Models."})
-SAMPLERS = ("ddim", "dpmpp_2m", "unipc", "euler")  # lipsync_core.render.sampling.SAMPLERS (contract-tested)
+SAMPLERS = core_module("render.settings").SAMPLER_NAMES
 LENGTH_POLICIES = ("trim_to_audio", "trim_to_video", "loop", "ping_pong", "pad_silence")  # audio.length's, reordered
 FACE_CHOICES = ("largest", "leftmost", "rightmost", "center", "identity")  # face.tracking's (contract-tested)
-GAP_POLICIES = ("interpolate", "passthrough")
+GAP_POLICIES = core_module("types").GAP_POLICIES
+DEFAULT_MAX_GAP_SECONDS = core_module("types").DEFAULT_MAX_GAP_SECONDS
+NO_FACE_WIDGETS: dict[str, tuple] = {
+    "no_face": (list(GAP_POLICIES), {"default": GAP_POLICIES[0],
+                "tooltip": "Frames without a face: 'interpolate' fills in short tracker dropouts within one shot "
+                "(never black frames, cuts, or a hand in front of the face: those pass through); 'passthrough' "
+                "leaves every face-less frame untouched."}),
+    "max_gap_seconds": ("FLOAT", {"default": DEFAULT_MAX_GAP_SECONDS, "min": 0.0, "max": 10.0, "step": 0.05,
+                        "tooltip": "Longest run of face-less frames that may be filled in; longer runs pass "
+                        "through."}),
+}  # fmt: skip
 
 RENDER_WIDGETS: dict[str, tuple] = {
     "sampler": (list(SAMPLERS), {"default": "ddim", "tooltip": "Diffusion sampler of the face renderer."}),
@@ -58,15 +68,14 @@ def mono_16k(audio: Any, name: str = "audio") -> np.ndarray:
     return core_module("audio").audio_to_mono(audio, name=name)
 
 
-def audio_of_duration(audio: Mapping, seconds: float) -> dict[str, Any]:
-    """The AUDIO cut or silence-padded to ``seconds``, at its own sample rate and channels (nothing resampled)."""
+def audio_of_duration(audio: Mapping, seconds: float, name: str = "audio") -> dict[str, Any]:
+    """The AUDIO cut or silence-padded to ``seconds``, at its own sample rate and channels (nothing resampled).
+
+    Its samples are cleaned exactly as the command line cleans what it writes (NaN/inf -> 0, integer
+    or int-range samples scaled to -1..1), so no node passes broken audio on to a video file.
+    """
     rate = int(audio["sample_rate"])
-    wave = torch.as_tensor(audio["waveform"]).detach().float().cpu()
-    if wave.ndim == 1:
-        wave = wave[None, None]
-    elif wave.ndim == 2:
-        wave = wave[None]
-    wave = wave[:1]
+    wave = torch.from_numpy(core_module("audio.io").clean_waveform(audio["waveform"], name))[None]
     n = int(round(seconds * rate))
     if wave.shape[-1] >= n:
         wave = wave[..., :n].clone()
@@ -98,6 +107,11 @@ def track_at_crop_size(track: Any, crop_size: int) -> Any:
     return dataclasses.replace(
         track, crop_transforms=rescale(track.crop_transforms, track.crop_size, crop_size), crop_size=int(crop_size)
     )
+
+
+def tracker_options(no_face: str, max_gap_seconds: float, fps: float) -> dict[str, Any]:
+    """The no-face widgets as FaceTracker options."""
+    return {"gap_policy": no_face, "max_gap_frames": int(round(float(max_gap_seconds) * fps))}
 
 
 def track_frames(track: Any, indices: np.ndarray) -> Any:

@@ -17,6 +17,7 @@ from .plumbing import (
     FPS_WIDGET,
     LENGTH_POLICIES,
     MODELS_INPUT,
+    NO_FACE_WIDGETS,
     RENDER_WIDGETS,
     VIDEO_INFO_INPUT,
     audio_of_duration,
@@ -25,6 +26,7 @@ from .plumbing import (
     image_out,
     mono_16k,
     track_at_crop_size,
+    tracker_options,
 )  # fmt: skip
 from .progress import Progress, check_interrupted
 
@@ -152,6 +154,7 @@ class StyleLipSyncLipSync:
                 "style_fps": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1000.0, "step": 0.001,
                               "tooltip": "The style clip's frame rate; 0 = the video's."}),
                 "vae": VAE_INPUT,
+                **NO_FACE_WIDGETS,  # optional (last): workflows saved before they existed still load
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }  # fmt: skip
@@ -160,18 +163,22 @@ class StyleLipSyncLipSync:
         self, models: Any, images: Any, audio: Any, fps: float, length_policy: str, style_strength: float,
         sampler: str, steps: int, seed: int, chunk_size: int, video_info: Any = None, video_audio: Any = None,
         style_images: Any = None, style_audio: Any = None, style_fps: float = 0.0, vae: Any = None,
-        unique_id: str | None = None,
+        no_face: str = NO_FACE_WIDGETS["no_face"][1]["default"],
+        max_gap_seconds: float = NO_FACE_WIDGETS["max_gap_seconds"][1]["default"], unique_id: str | None = None,
     ) -> tuple[Any, ...]:  # fmt: skip
         pipeline = core_module("pipeline")
         rate = resolve_fps(("fps", fps), ("video_info", video_info))
         frames = frames_of(images)
+        wave = mono_16k(audio)  # checked (and cleaned) before any model work
         style_video = style_wave = None
         if style_images is not None:
-            style_video = pipeline.ArrayFrames(frames_of(style_images, "style_images"), style_fps or rate)
+            style_frames = frames_of(style_images, "style_images")
+            style_video = pipeline.ArrayFrames(style_frames, style_fps or rate, "style_images")
             if style_audio is None:
                 from ._core import LipSyncInputError
 
-                raise LipSyncInputError("style_audio: a style clip needs its own audio; connect it.")
+                raise LipSyncInputError("style_audio: not connected; a style clip needs its own sound: connect the "
+                                        "style clip's AUDIO, or disconnect style_images to use the input video.")
             style_wave = mono_16k(style_audio, "style_audio")
         elif video_audio is not None:
             style_wave = mono_16k(video_audio, "video_audio")
@@ -182,11 +189,12 @@ class StyleLipSyncLipSync:
         masks: list[np.ndarray] = []
         with comfy_attention_installed():
             result = pipeline.lipsync(
-                pipeline.ArrayFrames(frames, rate), mono_16k(audio), models.ready(),
+                pipeline.ArrayFrames(frames, rate, "images"), wave, models.ready(),
                 lambda out, mask: (outputs.append(out), masks.append(mask)),
                 style_video=style_video, style_wave=style_wave, settings=settings, length_policy=length_policy,
                 style_strength=float(style_strength), codec=codec,
                 progress=lambda stage, done, total: bar.set(done, total), interrupt=check_interrupted,
+                tracker_options=tracker_options(no_face, max_gap_seconds, rate),
             )  # fmt: skip
         new_audio = audio_of_duration(audio, result.num_frames / rate)
         mask = torch.from_numpy(np.concatenate(masks).astype(np.float32))

@@ -56,7 +56,7 @@ def test_run_writes_the_video_with_the_new_audio(files, capsys):
         seconds = float(audio.duration * audio.time_base)
     assert frames == 14  # trim_to_audio: the audio is 14 frames long; the 10-frame video is held
     assert abs(seconds - 14 / FPS) < 0.05
-    assert "note: frame 4: no face, interpolated" in capsys.readouterr().out
+    assert "note: frame 4: no face, passed through untouched" in capsys.readouterr().out  # a grey card, not a dropout
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import torch
 from lipsync_core.face import FaceTracker, OneEuroConfig, track_faces
 from lipsync_core.face.smoothing import one_euro, one_euro_zero_phase
 from lipsync_core.types import LipSyncInputError
+from tests.dropouts import miss_faces
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +28,9 @@ def _video(img: np.ndarray, n: int, dx: float = 1.5, dy: float = 0.5) -> np.ndar
     return np.stack(frames)
 
 
-def test_gap_frames_are_interpolated_or_passed_through(astronaut):
+def test_tracker_dropouts_are_interpolated_or_passed_through(astronaut, monkeypatch):
     frames = _video(astronaut, 10)
-    frames[3:5] = 128  # no face in frames 3-4
+    miss_faces(monkeypatch, {3, 4})  # the face is there; the detector misses it
     track = track_faces(frames, fps=25, max_gap_frames=3)
     assert len(track) == 10 and track.landmarks.shape == (10, 478, 3)
     assert track.detected.tolist() == [True] * 3 + [False] * 2 + [True] * 5
@@ -47,12 +48,66 @@ def test_gap_frames_are_interpolated_or_passed_through(astronaut):
         assert np.isfinite(passed.landmarks).all()
 
 
-def test_gap_at_the_start_holds_the_first_face(astronaut):
+def _covered(frames: np.ndarray, where: slice) -> np.ndarray:
+    """A textured object (the cat photo) in front of the lower face of the drifting astronaut."""
+    out = frames.copy()
+    cat = cv2.resize(skimage.data.chelsea(), (110, 70), interpolation=cv2.INTER_AREA)
+    out[where, 118:188, 168:278] = cat  # the face spans x 178-270, y 71-177; the mouth is at (223, 146)
+    return out
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["black frames", "grey card", "cut to another shot and back", "object in front of the face"],
+)
+def test_frames_whose_picture_changed_are_never_filled_in(astronaut, monkeypatch, change):
+    """A short run without a face is filled in only when it is a tracker dropout within one shot."""
+    frames = _video(astronaut, 10)
+    if change == "black frames":
+        frames[3:5] = 0
+    elif change == "grey card":
+        frames[3:5] = 128
+    elif change == "cut to another shot and back":
+        frames[3:5] = cv2.resize(skimage.data.coffee(), (512, 512), interpolation=cv2.INTER_AREA)
+    else:
+        frames = _covered(frames, slice(3, 5))
+        miss_faces(monkeypatch, {3, 4})  # the detector might still see part of it: make it miss
+    track = track_faces(frames, fps=25, max_gap_frames=3)
+    assert not track.detected[3:5].any()
+    assert track.usable.tolist() == [True] * 3 + [False] * 2 + [True] * 5, track.notes
+    assert any("frames 3-4" in n and "passed through untouched" in n and "picture changed" in n for n in track.notes)
+
+
+def test_a_still_with_dropouts_is_filled_in_everywhere(astronaut, monkeypatch):
+    """A still (the same picture in every frame): every missed frame, at the ends too, is a dropout."""
+    frames = np.stack([astronaut] * 8)
+    miss_faces(monkeypatch, {0, 3, 4, 7})
+    track = track_faces(frames, fps=25)
+    assert track.detected.tolist() == [False, True, True, False, False, True, True, False]
+    assert track.usable.all(), track.notes
+    np.testing.assert_allclose(track.landmarks[0], track.landmarks[1])
+    np.testing.assert_allclose(track.landmarks[7], track.landmarks[6])
+
+
+def test_a_cut_inside_a_gap_is_not_bridged(astronaut, monkeypatch):
+    """Missed frames on both sides of a cut: the faces before and after belong to different shots."""
+    other = np.ascontiguousarray(astronaut[:, ::-1])  # another shot: the face 64 px away, the room mirrored
+    frames = np.concatenate([_video(astronaut, 5), _video(other, 5)])
+    miss_faces(monkeypatch, {4, 5})
+    track = track_faces(frames, fps=25, max_gap_frames=3)
+    assert not track.usable[4:6].any(), track.notes
+    assert any("frames 4-5" in n and "a cut between frames 3 and 6" in n for n in track.notes), track.notes
+
+
+def test_gap_at_the_start_holds_the_first_face(astronaut, monkeypatch):
     frames = _video(astronaut, 6)
-    frames[:2] = 0
+    miss_faces(monkeypatch, {0, 1})
     track = track_faces(frames, fps=30)
     assert track.detected.tolist() == [False, False, True, True, True, True] and track.usable.all()
     np.testing.assert_allclose(track.landmarks[0], track.landmarks[2])
+    frames[:2] = 0  # black frames at the start: nothing to hold
+    track = track_faces(frames, fps=30)
+    assert track.usable.tolist() == [False, False, True, True, True, True]
 
 
 def test_no_face_at_all_is_a_clear_error():

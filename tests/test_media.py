@@ -53,5 +53,5 @@ def test_unreadable_and_missing_files_get_clear_messages(tmp_path):
     junk.write_bytes(b"not a video at all" * 10)
     with pytest.raises(LipSyncInputError, match="junk.mp4"):
         read_video(junk)
-    with pytest.raises(LipSyncInputError, match="no such file"):
+    with pytest.raises(LipSyncInputError, match="does not exist"):
         probe_video(tmp_path / "missing.mp4")

@@ -1,34 +1,44 @@
-"""Audio: any ComfyUI AUDIO -> 16 kHz mono, features aligned to video frames."""
+"""Audio: any ComfyUI AUDIO -> 16 kHz mono, features aligned to video frames.
 
-from .features import (
-    SpeechEncoder,
-    compute_features,
-    detect_silence,
-    features_from_audio_encoder_output,
-    frame_centres,
-    logmel,
-    logmel_spec,
-)
-from .io import TARGET_RATE, audio_to_mono, duration_frames, load_audio_file, make_audio, resample, scale_samples
-from .length import LENGTH_POLICIES, LengthMatch, match_length, ping_pong_indices
+The names below are imported on first use (PEP 562): ``io`` and ``length`` need only numpy,
+while ``features`` pulls in torch and librosa, which the command line must not wait for
+before it has checked its arguments.
+"""
 
-__all__ = [
-    "LENGTH_POLICIES",
-    "TARGET_RATE",
-    "LengthMatch",
-    "SpeechEncoder",
-    "audio_to_mono",
-    "compute_features",
-    "detect_silence",
-    "duration_frames",
-    "features_from_audio_encoder_output",
-    "frame_centres",
-    "load_audio_file",
-    "logmel",
-    "logmel_spec",
-    "make_audio",
-    "match_length",
-    "ping_pong_indices",
-    "resample",
-    "scale_samples",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "SpeechEncoder": "features",
+    "compute_features": "features",
+    "detect_silence": "features",
+    "features_from_audio_encoder_output": "features",
+    "frame_centres": "features",
+    "logmel": "features",
+    "logmel_spec": "features",
+    "TARGET_RATE": "io",
+    "audio_to_mono": "io",
+    "clean_waveform": "io",
+    "duration_frames": "io",
+    "load_audio_file": "io",
+    "make_audio": "io",
+    "resample": "io",
+    "scale_samples": "io",
+    "LENGTH_POLICIES": "length",
+    "LengthMatch": "length",
+    "match_length": "length",
+    "ping_pong_indices": "length",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -52,12 +52,14 @@ def match_length(
     The returned wave holds exactly round(T_out * sample_rate / fps) samples (cut or silence-padded).
     """
     if policy not in LENGTH_POLICIES:
-        raise LipSyncInputError(f"length policy: {policy!r} is not one of {LENGTH_POLICIES}.")
+        raise LipSyncInputError(f"length policy: {policy!r} is unknown; choose one of {', '.join(LENGTH_POLICIES)}.")
     if int(num_frames) < 1:
         raise LipSyncInputError(f"video: {num_frames} frames; give at least one frame.")
     wave = np.asarray(wave, dtype=np.float32)
     if wave.ndim != 1 or wave.size == 0:
-        raise LipSyncInputError(f"audio: expected non-empty mono samples, got shape {wave.shape}.")
+        raise LipSyncInputError(
+            f"audio: expected non-empty mono samples, got shape {wave.shape}; pass audio_to_mono's output."
+        )
     n_video = int(num_frames)
     n_audio = max(duration_frames(len(wave), sample_rate, fps), 1)
     if policy in ("loop", "ping_pong", "trim_to_audio"):

@@ -5,10 +5,12 @@
 - Which face: ``largest``, ``leftmost``, ``rightmost``, ``center`` or ``identity`` (insightface,
   closest to a reference face image) is chosen when the track (re)starts; after that the
   tracker follows the face nearest to where the chosen face was.
-- Gaps: runs of frames without the face up to ``max_gap_frames`` long are interpolated
-  (``gap_policy="interpolate"``; a gap touching the start or end holds the nearest face);
-  longer runs, or every run with ``gap_policy="passthrough"``, are flagged not usable and
-  later passed through untouched. Frame count in == frame count out, always.
+- Gaps: a run of frames without the face, up to ``max_gap_frames`` long, is interpolated
+  (``gap_policy="interpolate"``; a gap touching the start or end holds the nearest face) only
+  when it is a tracker dropout: the frames still show what their neighbours show, within one
+  shot (:mod:`.gaps`). Black frames, a cut, or a hand in front of the face are never filled in.
+  Those, longer runs, and every run with ``gap_policy="passthrough"`` are flagged not usable
+  and later passed through untouched. Frame count in == frame count out, always.
 - Crop transforms are fitted on rigid points and smoothed with a zero-phase One-Euro filter.
 """
 
@@ -20,15 +22,16 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..types import NUM_LANDMARKS, FaceTrack, LipSyncInputError
+from ..types import DEFAULT_MAX_GAP_SECONDS, GAP_POLICIES, NUM_LANDMARKS, FaceTrack, LipSyncInputError
 from .align import check_frames, crop_transforms_from_landmarks, similarity_from_params, similarity_params
 from .backends import FaceCandidate, InsightFaceBackend, MediaPipeBackend
+from .gaps import ContentLog
 from .smoothing import OneEuroConfig, one_euro_zero_phase
 
 FaceChoice = Literal["largest", "leftmost", "rightmost", "center", "identity"]
 GapPolicy = Literal["interpolate", "passthrough"]
 FACE_CHOICES = ("largest", "leftmost", "rightmost", "center", "identity")
-GAP_POLICIES = ("interpolate", "passthrough")
+__all__ = ["FACE_CHOICES", "GAP_POLICIES", "FaceTracker", "track_faces"]
 DEFAULT_SMOOTHING = OneEuroConfig()
 # A frame-to-frame change of the crop larger than these is a cut (in face sizes, log scale, radians).
 CUT_MOVE = 0.25
@@ -46,7 +49,7 @@ class FaceTracker:
     """Streaming face tracker: ``feed(frames)`` any number of times, then ``finish()``.
 
     fps: the video's frame rate (used by the tracker's timestamps and the smoothing).
-    max_gap_frames: longest run of face-less frames that is interpolated (default: 0.5 s of video).
+    max_gap_frames: longest run of face-less frames that may be interpolated (default: 0.5 s of video).
     smoothing: One-Euro settings for the crop transform, or None for raw per-frame fits.
     """
 
@@ -69,15 +72,21 @@ class FaceTracker:
         if not fps or fps <= 0 or not np.isfinite(fps):
             raise LipSyncInputError(f"fps: got {fps!r}; give the video's frame rate (e.g. 25 or 29.97).")
         if face_choice not in FACE_CHOICES:
-            raise LipSyncInputError(f"face_choice: {face_choice!r} is not one of {FACE_CHOICES}.")
+            raise LipSyncInputError(
+                f"face_choice: {face_choice!r} is unknown; choose one of {', '.join(FACE_CHOICES)}."
+            )
         if gap_policy not in GAP_POLICIES:
-            raise LipSyncInputError(f"gap_policy: {gap_policy!r} is not one of {GAP_POLICIES}.")
+            raise LipSyncInputError(f"gap_policy: {gap_policy!r} is unknown; choose one of {', '.join(GAP_POLICIES)}.")
         if crop_size < 32:
             raise LipSyncInputError(f"crop_size: {crop_size} is too small; use 256 or 512.")
         self.fps = float(fps)
         self.crop_size = int(crop_size)
         self.face_choice = face_choice
-        self.max_gap_frames = int(round(0.5 * self.fps)) if max_gap_frames is None else int(max_gap_frames)
+        if max_gap_frames is None:
+            max_gap_frames = round(DEFAULT_MAX_GAP_SECONDS * self.fps)
+        if max_gap_frames < 0:
+            raise LipSyncInputError(f"max_gap_frames: got {max_gap_frames}; use 0 (never fill in) or more.")
+        self.max_gap_frames = int(max_gap_frames)
         self.gap_policy = gap_policy
         self.smoothing = smoothing
         self.identity_threshold = identity_threshold
@@ -98,13 +107,14 @@ class FaceTracker:
         elif backend == "insightface":
             self._backend = InsightFaceBackend(self.fps, root=insightface_root)
         else:
-            raise LipSyncInputError(f"backend: {backend!r} is not 'mediapipe' or 'insightface'.")
+            raise LipSyncInputError(f"backend: {backend!r} is unknown; choose 'mediapipe' or 'insightface'.")
         self._reference = None
         if face_choice == "identity":
             if reference_image is None:
                 raise LipSyncInputError("reference_image: face_choice='identity' needs a reference face image.")
             self._reference = self._reference_embedding(reference_image)
         self._landmarks: list[np.ndarray | None] = []
+        self._content = ContentLog(self.max_gap_frames if gap_policy == "interpolate" else 0)
         self._frame_size: tuple[int, int] | None = None
         self._last_centre: np.ndarray | None = None
         self._last_size = 0.0
@@ -156,6 +166,7 @@ class FaceTracker:
             chosen = self._choose(faces, w, h)
             if chosen is not None and isinstance(self._backend, InsightFaceBackend):
                 chosen = self._backend.mesh_in_box(frame, chosen.box)
+            self._content.add(frame, None if chosen is None else chosen.box)
             if chosen is None:
                 self._landmarks.append(None)
                 continue
@@ -183,16 +194,22 @@ class FaceTracker:
         landmarks[detected] = np.stack([lm for lm in self._landmarks if lm is not None])
         usable = detected.copy()
         notes: list[str] = []
+        self._content.close()
         for start, stop in _runs(~detected):
             length = stop - start
             where = f"frames {start}-{stop - 1}" if length > 1 else f"frame {start}"
-            if self.gap_policy == "interpolate" and length <= self.max_gap_frames:
-                _fill_gap(landmarks, start, stop)
-                usable[start:stop] = True
-                notes.append(f"{where}: no face, interpolated ({length} frames)")
+            if self.gap_policy != "interpolate":
+                reason = "gap_policy=passthrough"
+            elif length > self.max_gap_frames:
+                reason = "longer than max_gap_frames"
             else:
-                reason = "longer than max_gap_frames" if self.gap_policy == "interpolate" else "gap_policy=passthrough"
-                notes.append(f"{where}: no face, passed through untouched ({length} frames, {reason})")
+                fill, reason = self._content.fillable(start, stop)
+                if fill:
+                    _fill_gap(landmarks, start, stop)
+                    usable[start:stop] = True
+                    notes.append(f"{where}: no face, interpolated ({length} frames)")
+                    continue
+            notes.append(f"{where}: no face, passed through untouched ({length} frames, {reason})")
         # Frames that are not usable hold the nearest usable frame's values so arrays stay finite.
         nearest = _nearest_true(usable)
         landmarks = landmarks[nearest]

@@ -78,31 +78,42 @@ def load_model(
     max_version = MODEL_KINDS[expected_kind][1] if expected_kind else max(v for _, v in MODEL_KINDS.values())
     wf = load_tensors(path, expected_kind=expected_kind, max_version=max_version)
     if wf.kind not in MODEL_KINDS:
-        raise WeightsFileError(f"{path}: holds a '{wf.kind}' file, which is not a model ({sorted(MODEL_KINDS)}).")
+        raise WeightsFileError(
+            f"{path}: holds a '{wf.kind}' file, which is not a model ({sorted(MODEL_KINDS)}); give a model file."
+        )
     cls, version = MODEL_KINDS[wf.kind]
     if wf.format_version > version:
-        raise WeightsFileError(f"{path}: format version {wf.format_version} of '{wf.kind}' is newer than this pack's.")
+        raise WeightsFileError(
+            f"{path}: format version {wf.format_version} of '{wf.kind}' is newer than this pack's; update the pack."
+        )
     config = dict(wf.config)
     if wf.kind == "renderer":  # renderers saved before the framing was recorded were trained on the first one
         config.setdefault("crop_framing", list(LEGACY_FRAMING))
     try:
         model = cls.from_config(config)
     except Exception as exc:  # noqa: BLE001 - any failure to build means a bad config
-        raise WeightsFileError(f"{path}: its '{wf.kind}' config does not build a model ({_short(exc)}).") from exc
+        raise WeightsFileError(
+            f"{path}: its '{wf.kind}' config does not build a model ({_short(exc)}); re-export it with this pack."
+        ) from exc
     expected = model.state_dict()
     missing = sorted(set(expected) - set(wf.tensors))
     unexpected = sorted(set(wf.tensors) - set(expected))
     if missing:
-        raise WeightsFileError(f"{path}: tensor '{missing[0]}' is missing ({len(missing)} missing in all).")
+        raise WeightsFileError(
+            f"{path}: tensor '{missing[0]}' is missing ({len(missing)} missing in all); the file is incomplete or "
+            "from another version: re-export or re-copy it."
+        )
     if unexpected:
         raise WeightsFileError(
-            f"{path}: unexpected tensor '{unexpected[0]}' for its config ({len(unexpected)} in all)."
+            f"{path}: unexpected tensor '{unexpected[0]}' for its config ({len(unexpected)} in all); re-export it "
+            "with this pack."
         )
     for name, ref in expected.items():
         got = wf.tensors[name]
         if tuple(got.shape) != tuple(ref.shape):
             raise WeightsFileError(
-                f"{path}: tensor '{name}' has shape {tuple(got.shape)} but its config needs {tuple(ref.shape)}."
+                f"{path}: tensor '{name}' has shape {tuple(got.shape)} but its config needs {tuple(ref.shape)}; "
+                "re-export it with this pack."
             )
     stored = wf.extra.get(CHECKSUM_KEY)
     if stored is not None and stored != tensors_digest(wf.tensors):
