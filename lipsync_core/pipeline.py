@@ -37,6 +37,7 @@ from .render.conditioning import (
     mask_lower_half,
     motion_windows,
     nearest_by_opening,
+    with_clean_upper,
 )
 from .render.sampling import make_scheduler, sample_lower_half, shared_noise
 from .render.settings import RenderSettings
@@ -430,6 +431,7 @@ class FrameRenderer:
         with torch.inference_mode(), autocast_context(self.device, self.settings.precision):
             with clock("vae encode"):
                 context = self.codec.encode(mask_lower_half(crops)).to(self.device)
+                clean = self.codec.encode(crops).to(self.device)
             motion = self.windows[out_indices].to(self.device, context.dtype)
             refs = self.reference_features
             aligned = None
@@ -446,7 +448,7 @@ class FrameRenderer:
                     step_callback,
                 )
             with clock("vae decode"):
-                return self.codec.decode(latents).float().cpu().numpy()
+                return self.codec.decode(with_clean_upper(latents, clean)).float().cpu().numpy()
 
 
 def check_framing(framing, name: str = "renderer") -> None:

@@ -19,6 +19,7 @@ from lipsync_core.face import (
 )
 from lipsync_core.face import topology as topo
 from lipsync_core.face.align import MASK_POINTS, fit_similarity_2d, invert_similarity, rescale_transforms
+from lipsync_core.face.template import CROP_CENTER, CROP_SCALE
 from lipsync_core.motion import rotation_to_vector
 from lipsync_core.types import LipSyncInputError
 
@@ -68,13 +69,14 @@ def test_similar_copies_give_the_same_canonical_crop(astronaut, crop_size):
         assert corr > 0.93, (angle, corr)
 
 
-def test_crop_row_half_is_between_eyes_and_nose_tip():
+def test_crop_row_half_is_between_the_nose_and_the_lips():
     for size in (256, 512):
         t = crop_template(size)
-        eye_row = t[list(topo.LEFT_EYE) + list(topo.RIGHT_EYE), 1].mean()
-        assert eye_row < size / 2 < t[topo.NOSE_TIP, 1]
-        assert t[list(topo.LIPS), 1].min() > size / 2  # the whole mouth is in the lower half
-        assert t[topo.CHIN, 1] < size * 0.97  # and the chin inside the crop
+        nose = t[list(topo.NOSE), 1].max()  # the nose's lowest point (nostrils) stays in the context half
+        assert nose < size / 2 <= t[list(topo.LIPS), 1].min()  # the whole mouth is in the lower half
+        assert t[topo.CHIN, 1] < size * 0.85  # the chin inside the crop, with room for the jaw to open
+        # The chin at the puppet world's widest opening (2.08 IOD below the rigid centroid) stays inside.
+        assert size / 2 + CROP_SCALE * size * (2.08 - CROP_CENTER[1]) < size * 0.98
 
 
 @pytest.mark.parametrize("crop_size", [256, 512])
@@ -114,9 +116,11 @@ def test_mouth_chin_mask_covers_mouth_and_chin_only(astronaut):
     assert soft[: size // 2].max() == 0 and soft[-1].min() == 1 and 0 < soft[size // 2 + 8, 0] < 1
     m = mouth_chin_masks(None, size)[0]
     t = crop_template(size)
-    for point in (topo.UPPER_INNER_LIP, topo.LOWER_INNER_LIP, *topo.MOUTH_CORNERS, topo.CHIN, 0, 17):
+    for point in (topo.UPPER_INNER_LIP, topo.LOWER_INNER_LIP, *topo.MOUTH_CORNERS, topo.CHIN, 17):
         x, y = t[point].round().astype(int)
         assert m[y, x] > 0.9, point  # the lips, the corners and the chin are generated
+    x, y = t[0].round().astype(int)  # the upper lip's top edge sits on the S/2 row: the blend's soft edge
+    assert m[y, x] > 0.5
     assert m[: size // 2].max() == 0.0  # nothing above the lower half
     for point in (topo.NOSE_TIP, 2, 98, 327, 234, 454, 93, 323):  # nose and cheeks are kept exactly
         x, y = t[point].round().astype(int)

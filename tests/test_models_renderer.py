@@ -92,6 +92,15 @@ def test_loss_touches_only_the_lower_half():
     assert mask.shape == (1, 1, 8, 6) and mask[..., :4, :].sum() == 0 and mask[..., 4:, :].min() == 1
 
 
+def test_weighted_loss_keeps_its_scale_and_favours_the_weighted_cells():
+    pred, true = torch.zeros(2, 4, 8, 8), torch.zeros(2, 4, 8, 8)
+    pred[..., 4, 0] = 1.0  # an error in one lower-half cell
+    weight = torch.ones(4, 8)
+    assert renderer_loss(pred, true, weight).item() == pytest.approx(renderer_loss(pred, true).item())
+    weight[0, 0] = 5.0
+    assert renderer_loss(pred, true, weight).item() > 4 * renderer_loss(pred, true).item()
+
+
 def test_reference_features_are_reusable_and_broadcast():
     model = small().eval()
     batch = inputs(model, b=3, k=2)

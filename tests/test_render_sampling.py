@@ -89,3 +89,18 @@ def test_reference_candidates_keep_away_from_the_targets():
     assert frames_away_from(usable, range(20)).tolist() == usable.tolist()  # nothing left: all usable frames
     refs = choose_reference_frames(np.linspace(0, 1, 20), frames_away_from(usable, [10]), 3)
     assert not set(refs.tolist()) & {8, 9, 10, 11, 12, 15}
+
+
+def test_decoded_latent_takes_the_clean_upper_half():
+    from lipsync_core.render.conditioning import with_clean_upper
+
+    generated, clean = torch.zeros(2, 8, 16, 16), torch.ones(2, 8, 16, 16)
+    out = with_clean_upper(generated, clean)
+    assert out.shape == generated.shape
+    assert bool((out[..., :8, :] == 1).all()) and bool((out[..., 8:, :] == 0).all())
+
+
+def test_nearest_reference_by_opening():
+    from lipsync_core.render.conditioning import nearest_by_opening
+
+    assert nearest_by_opening([0.0, 0.3, 0.1], [0.29, 0.0, 0.12, 0.2]).tolist() == [1, 0, 2, 1]

@@ -88,3 +88,16 @@ def test_load_vae_from_diffusers_folder_and_pack_file(tmp_path):
     for source in (tmp_path / "sd", tmp_path / "sd" / "vae", tmp_path / "pack", tmp_path / "pack" / "vae.safetensors"):
         got = load_vae(source).encode(x).latent_dist.mean
         torch.testing.assert_close(got, want)
+
+
+def test_mouth_weight_covers_the_canonical_mouth_in_the_lower_half():
+    from lipsync_core.face import topology
+    from lipsync_core.face.template import crop_template
+    from lipsync_core.train.renderer import mouth_weight
+
+    w = mouth_weight(16, 64, 4.0)
+    assert w.shape == (8, 16) and w.min() == 1 and w.max() == 5
+    x, y = (crop_template(64)[[topology.UPPER_INNER_LIP, topology.LOWER_INNER_LIP]].mean(axis=0) / 4).astype(int)
+    assert w[y - 8, x] == 5  # the mouth's centre cell
+    assert w[:, 0].max() == 1 and w[-1].max() == 1  # not the cheeks' edge, not the chin's bottom row
+    assert bool((mouth_weight(16, 64, 0.0) == 1).all())

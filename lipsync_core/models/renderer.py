@@ -262,12 +262,20 @@ def lower_half_mask(
     return mask
 
 
-def renderer_loss(eps_pred: torch.Tensor, eps_true: torch.Tensor) -> torch.Tensor:
-    """Epsilon-prediction MSE over the lower half of the latent only (the upper half is clean context)."""
+def renderer_loss(eps_pred: torch.Tensor, eps_true: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Epsilon-prediction MSE over the lower half of the latent only (the upper half is clean context).
+
+    ``weight`` [h - h//2, w] (optional) weighs the lower half's positions (e.g. more on the mouth); it is
+    normalised to mean 1, so the loss keeps its scale.
+    """
     if eps_pred.shape != eps_true.shape:
         raise LipSyncInputError(f"eps_pred {tuple(eps_pred.shape)} and eps_true {tuple(eps_true.shape)} differ.")
     h = eps_pred.shape[-2]
-    return F.mse_loss(eps_pred[..., h // 2 :, :].float(), eps_true[..., h // 2 :, :].float())
+    err = (eps_pred[..., h // 2 :, :].float() - eps_true[..., h // 2 :, :].float()).square()
+    if weight is None:
+        return err.mean()
+    weight = weight.to(err) / weight.float().mean()
+    return (err * weight).mean()
 
 
 class LipRenderUNet(ModelMixin, ConfigMixin):

@@ -100,3 +100,14 @@ def nearest_by_opening(reference_openness: np.ndarray, target_openness: np.ndarr
     ref = np.asarray(reference_openness, np.float64).ravel()
     target = np.asarray(target_openness, np.float64).ravel()
     return np.argmin(np.abs(target[:, None] - ref[None, :]), axis=1)
+
+
+def with_clean_upper(generated: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """The latent to decode [B, C, h, w]: the clean crop's upper half beside the generated lower half.
+
+    The renderer learns to produce the lower half of the *clean* crop's latent, so this pair is what the
+    VAE was trained to decode. Decoding the masked crop's upper half instead (the context the renderer
+    reads) put a seam across the upper lip: that half encodes an edge to a black box (issue 15).
+    """
+    split = generated.shape[-2] // 2
+    return torch.cat([clean[..., :split, :].to(generated.dtype), generated[..., split:, :]], dim=-2)

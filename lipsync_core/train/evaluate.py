@@ -198,11 +198,12 @@ def render_metrics(models_dir: Path, mouth: MouthModel, data_dir, model, options
         if cfg.reference_concat:
             aligned = [ref_lat[torch.from_numpy(nearest_by_opening(a.openness[refs], mouth.opening(p[idx], a.neutral)))]
                        .to(options.device) for p in (pred, a.params)]
+        clean = codec.encode(crops).to(options.device)
         out, oracle = (_render_crops(renderer, codec, motion_windows(params, a.identity, a.rotations,
                                                                      cfg.motion_window)[idx],
-                                     context, feats, noise, options, pick)
+                                     context, clean, feats, noise, options, pick)
                        for params, pick in zip((pred, a.params), aligned, strict=True))
-        recon = codec.decode(codec.encode(crops)).float().cpu().numpy()
+        recon = codec.decode(clean).float().cpu().numpy()
         truth = crops.numpy()
         half = cfg.crop_size // 2
         for o, q, r, x in zip(out[:, half:], oracle[:, half:], recon[:, half:], truth[:, half:], strict=True):
@@ -215,9 +216,11 @@ def render_metrics(models_dir: Path, mouth: MouthModel, data_dir, model, options
             "rendered_frames": len(psnrs), "steps": options.steps, "sampler": options.sampler}
 
 
-def _render_crops(renderer, codec, windows: np.ndarray, context, feats, noise, options: EvalOptions,
+def _render_crops(renderer, codec, windows: np.ndarray, context, clean, feats, noise, options: EvalOptions,
                   aligned: torch.Tensor | None = None) -> np.ndarray:
-    """Sample the lower half of ``context``'s crops driven by motion ``windows``; decoded crops [N,S,S,3]."""
+    """Sample the lower half of ``context``'s crops driven by motion ``windows``; decoded beside the clean
+    upper half (as inference decodes), crops [N,S,S,3]."""
+    from ..render.conditioning import with_clean_upper
     from ..render.sampling import make_scheduler, sample_lower_half
 
     motion = torch.from_numpy(windows).to(options.device)
@@ -226,7 +229,7 @@ def _render_crops(renderer, codec, windows: np.ndarray, context, feats, noise, o
         return renderer(sample, t, motion, masked_latent=context, reference_features=feats, reference_latent=aligned)
 
     latents = sample_lower_half(denoiser, context, noise, make_scheduler(options.sampler), options.steps)
-    return codec.decode(latents).float().cpu().numpy()
+    return codec.decode(with_clean_upper(latents, clean)).float().cpu().numpy()
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

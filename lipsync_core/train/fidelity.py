@@ -14,8 +14,9 @@ the frames as a user sees them (after paste-back), with boxes placed from the pu
   (5-95% spread, output / truth); the same for stage 1's own prediction in the whole-job row.
 
 Rows, each with the same crop and paste-back as a real run, so each isolates one part:
-``resample`` (the crop itself pasted back), ``vae`` (crop -> VAE -> paste), ``seam`` (decode of the
-masked crop's upper latent beside the true lower latent), ``renderer`` (the renderer driven by the true
+``resample`` (the crop itself pasted back), ``vae`` (crop -> VAE -> paste: the ceiling of the model rows,
+which decode the clean upper latent beside the generated lower one), ``seam`` (the first way of decoding:
+the masked crop's upper latent beside the true lower latent), ``renderer`` (the renderer driven by the true
 mouth params), ``whole job`` (stage 1's prediction -> renderer: what a user gets).
 """
 
@@ -41,7 +42,7 @@ ROWS = ("resample", "vae", "seam", "renderer", "whole job")
 ROW_TITLES = {
     "resample": "resample only (crop -> paste)",
     "vae": "VAE only",
-    "seam": "seam ceiling (masked upper + true lower latent)",
+    "seam": "masked-upper decode (the first way: masked upper + true lower latent)",
     "renderer": "renderer, true motion",
     "whole job": "whole job (predicted motion)",
 }
