@@ -98,3 +98,16 @@ def test_video_file_frames_serve_any_order_and_hold_only_what_was_asked(tmp_path
     assert len(source._pending) <= 16  # not the 86 frames in between
     for chunk in ([0, 1, 2, 3], [4, 5, 6, 7], [7, 6, 5, 4], [2, 1, 0], [80, 81, 82]):  # ping-pong, loop, jump
         assert np.array_equal(source.get(np.array(chunk)), decoded[chunk])
+
+
+def test_openings_of_reference_crops_given_without_their_track(models, video):
+    """A style node's crops come without landmarks: their mouth openings are measured by tracking them."""
+    from lipsync_core.face import track_faces, warp_to_crops
+    from lipsync_core.pipeline import crop_openness
+
+    track = track_faces(video[:2], fps=FPS, crop_size=128)
+    crops = warp_to_crops(video[:2], track, 128)
+    blank = np.full((1, 128, 128, 3), 0.4, np.float32)  # no face in it: it counts as the others' median
+    opening = crop_openness(np.concatenate([crops, blank]), models.mouth)
+    assert opening.shape == (3,) and np.isfinite(opening).all() and (opening >= 0).all()
+    assert opening[2] == pytest.approx(np.median(opening[:2]))
