@@ -2,10 +2,10 @@
 
     OMP_NUM_THREADS=1 python benchmarks/side_by_side.py [--models DIR] [--out docs/images]
 
-- ``side_by_side_demo.png``: the demo clip (a held-out puppet speaker) re-dubbed with its own audio, so
+- ``side_by_side_demo.jpg``: the demo clip (a held-out puppet speaker) re-dubbed with its own audio, so
   the input is the truth: rows are frames chosen over the mouth's opening, columns input | output | the
   lower face of both enlarged x2.
-- ``side_by_side_still.png``: skimage's astronaut photo repeated into a 3 s clip and driven by the demo's
+- ``side_by_side_still.jpg``: skimage's astronaut photo repeated into a 3 s clip and driven by the demo's
   target sentence (a still has no truth): columns input | output | enlarged lower face of both.
 """
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     picks = np.argsort(gap)[np.linspace(0, len(gap) - 1, args.rows).round().astype(int)]
     rows = [[frames[i], out[i], lower_face(frames[i], truth[i], 256), lower_face(out[i], truth[i], 256)]
             for i in np.sort(picks)]
-    cv2.imwrite(str(args.out / "side_by_side_demo.png"), strip(rows)[..., ::-1])
+    cv2.imwrite(str(args.out / "side_by_side_demo.jpg"), strip(rows)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
 
     import skimage.data
 
@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     picks = np.argsort(opening)[np.linspace(0, len(opening) - 1, args.rows).round().astype(int)]
     rows = [[photo, out[i], lower_face(photo, landmarks[i], 256), lower_face(out[i], landmarks[i], 256)]
             for i in np.sort(picks)]
-    cv2.imwrite(str(args.out / "side_by_side_still.png"), strip(rows)[..., ::-1])
-    print(f"wrote {args.out / 'side_by_side_demo.png'} and {args.out / 'side_by_side_still.png'}")
+    cv2.imwrite(str(args.out / "side_by_side_still.jpg"), strip(rows)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    print(f"wrote {args.out / 'side_by_side_demo.jpg'} and {args.out / 'side_by_side_still.jpg'}")
     return 0
 
 
