@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..audio import load_audio_file
+from ..audio import TARGET_RATE, load_audio_file
 from ..face import topology
 from ..face.template import eye_centres
 from ..media import read_video
@@ -158,7 +158,7 @@ def _clip_rows(models, codec, video_path: Path, options: FidelityOptions) -> dic
     if options.max_frames:
         frames, truth = frames[: options.max_frames], truth[: options.max_frames]
     wave = load_audio_file(video_path.with_suffix(".wav"))
-    wave = wave[: int(round(len(frames) / fps * 16000))]
+    wave = wave[: int(round(len(frames) / fps * TARGET_RATE))]
     settings = RenderSettings(sampler=options.sampler, steps=options.steps, seed=options.seed)
     crop_size = models.renderer.config.crop_size
     source = ArrayFrames(frames, fps)
