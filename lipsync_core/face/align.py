@@ -309,12 +309,12 @@ def mouth_chin_masks(
         points = crop_template(crop_size)[None, MASK_POINTS]
     points = np.asarray(points, dtype=np.float64)[..., :2]
     iod = CROP_SCALE * crop_size
-    gx, gup, gdown = max(grow * iod, 0.5), max(grow_up * iod, 0.5), max(grow * iod, 0.5)
+    g, gup = max(grow * iod, 0.5), max(grow_up * iod, 0.5)
     # An elliptical kernel whose upper half is squashed to grow_up: the lips' top edge grows less.
-    ky, kx = np.mgrid[-int(np.ceil(gup)): int(np.ceil(gdown)) + 1, -int(np.ceil(gx)): int(np.ceil(gx)) + 1]
-    radius_y = np.where(ky < 0, gup, gdown)
-    kernel = ((kx / gx) ** 2 + (ky / radius_y) ** 2 <= 1.0).astype(np.uint8)
-    anchor = (int(np.ceil(gx)), int(np.ceil(gup)))
+    ky, kx = np.mgrid[-int(np.ceil(gup)): int(np.ceil(g)) + 1, -int(np.ceil(g)): int(np.ceil(g)) + 1]
+    radius_y = np.where(ky < 0, gup, g)
+    kernel = ((kx / g) ** 2 + (ky / radius_y) ** 2 <= 1.0).astype(np.uint8)
+    anchor = (int(np.ceil(g)), int(np.ceil(gup)))
     feather_px = max(feather * iod, 1.0)
     masks = np.zeros((len(points), crop_size, crop_size), dtype=np.float32)
     for i, pts in enumerate(points):  # a hull of ~60 points: cv2 per frame is the fast way

@@ -167,9 +167,10 @@ def _clip_rows(models, codec, video_path: Path, options: FidelityOptions) -> dic
     outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     idx = np.arange(len(frames))
 
+    refs, openness = reference_crops_from(source, analysis, settings.reference_images, crop_size)
+
     def run(generate=None, motion: LipMotion | None = None) -> tuple[np.ndarray, np.ndarray]:
         motion = motion or LipMotion(analysis.params, fps)
-        refs, openness = reference_crops_from(source, analysis, settings.reference_images, crop_size)
         renderer = FrameRenderer(models, codec, analysis, motion, idx, refs, settings, reference_openness=openness)
         return renderer.render(frames, idx, generate=generate)
 
