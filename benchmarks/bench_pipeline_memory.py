@@ -54,12 +54,12 @@ def write_audio(path: Path, seconds: float, rate: int = 16000) -> None:
 
 
 def child(args) -> None:
-    from lipsync_core.pipeline import LipSyncModels, RenderSettings, lipsync_file
+    from lipsync_core.pipeline import JobOptions, LipSyncModels, RenderSettings, lipsync_file
 
     models = LipSyncModels.from_folder(args.models)
     start = time.perf_counter()
     result = lipsync_file(args.video, args.audio, args.out, models,
-                          settings=RenderSettings(steps=args.steps, chunk_size=args.chunk))
+                          options=JobOptions(settings=RenderSettings(steps=args.steps, chunk_size=args.chunk)))
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"RESULT frames={result.num_frames} seconds={seconds:.1f} peak_mb={peak_mb:.0f}")

@@ -33,8 +33,9 @@ sys.path.insert(0, str(ROOT))
 from lipsync_core.audio import load_audio_file  # noqa: E402
 from lipsync_core.cli import DEMO_MODELS  # noqa: E402
 from lipsync_core.face import rescale_transforms, track_faces, warp_to_crops  # noqa: E402
+from lipsync_core.media import ArrayFrames  # noqa: E402
 from lipsync_core.motion import lip_lmd  # noqa: E402
-from lipsync_core.pipeline import ArrayFrames, LipSyncModels, RenderSettings, lipsync  # noqa: E402
+from lipsync_core.pipeline import JobOptions, LipSyncModels, RenderSettings, lipsync  # noqa: E402
 from lipsync_core.synthetic.io import list_clips, read_truth, read_video  # noqa: E402
 
 
@@ -57,7 +58,7 @@ def evaluate_setting(models: LipSyncModels, cases: list[dict], sampler: str, ste
         result = lipsync(
             ArrayFrames(case["frames"], case["fps"]), case["wave"], models, lambda f, m, sink=sink: sink(f),
             style_video=ArrayFrames(case["style_frames"], case["fps"]), style_wave=case["style_wave"],
-            settings=RenderSettings(sampler=sampler, steps=steps), length_policy="trim_to_video",
+            options=JobOptions(settings=RenderSettings(sampler=sampler, steps=steps), length_policy="trim_to_video"),
         )
         out = np.concatenate(outputs)
         frames_done += len(out)

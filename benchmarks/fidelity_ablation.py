@@ -30,8 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lipsync_core.pipeline import MODEL_FILES, LipSyncModels  # noqa: E402
+from lipsync_core.models.bundle import LipSyncModels  # noqa: E402
 from lipsync_core.train.fidelity import FidelityOptions, fidelity, markdown  # noqa: E402
+from lipsync_core.types import MODEL_FILES  # noqa: E402
 
 FIRST_RENDERER = {"normalise_motion": False, "shared_noise": True, "model": {"reference_concat": False}}
 VARIANTS = {

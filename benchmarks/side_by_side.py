@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 from lipsync_core.audio import load_audio_file  # noqa: E402
 from lipsync_core.cli import DEMO_MODELS  # noqa: E402
 from lipsync_core.face.template import interocular  # noqa: E402
-from lipsync_core.media import read_video  # noqa: E402
-from lipsync_core.pipeline import ArrayFrames, LipSyncModels, RenderSettings, lipsync  # noqa: E402
+from lipsync_core.media import ArrayFrames, read_video  # noqa: E402
+from lipsync_core.pipeline import JobOptions, LipSyncModels, lipsync  # noqa: E402
 
 DEMO = ROOT / "lipsync_core" / "assets" / "demo"
 
@@ -33,7 +33,7 @@ DEMO = ROOT / "lipsync_core" / "assets" / "demo"
 def run(models: LipSyncModels, frames: np.ndarray, fps: float, wave: np.ndarray, style_wave: np.ndarray):
     chunks: list[np.ndarray] = []
     result = lipsync(ArrayFrames(frames, fps), wave, models, lambda f, m: chunks.append(f), style_wave=style_wave,
-                     settings=RenderSettings())
+                     options=JobOptions())
     return np.concatenate(chunks), result
 
 

@@ -22,9 +22,8 @@ from typing import NoReturn
 
 # Only light modules here: every argument and input file is checked before torch, the models or
 # the tracker are loaded, so a bad argument fails in well under 2 s (tests/test_bad_input.py).
-from .audio.length import LENGTH_POLICIES
-from .render.settings import PRECISIONS, SAMPLER_NAMES, RenderSettings
-from .types import DEFAULT_MAX_GAP_SECONDS, GAP_POLICIES, LipSyncInputError
+from .render.settings import RenderSettings
+from .types import DEFAULT_MAX_GAP_SECONDS, GAP_POLICIES, LENGTH_POLICIES, PRECISIONS, SAMPLER_NAMES, LipSyncInputError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEMO_MODELS = PACKAGE_DIR / "assets" / "demo_models"
@@ -49,7 +48,7 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision)
     p.add_argument("--models", type=Path, default=DEMO_MODELS, help="folder of the .safetensors models")
-    p.add_argument("--length", default="trim_to_audio", choices=LENGTH_POLICIES,
+    p.add_argument("--length", default=LENGTH_POLICIES[0], choices=LENGTH_POLICIES,
                    help="what to do when audio and video lengths differ")
     p.add_argument("--style-strength", type=float, default=1.0, help="0 = generic style, 1 = the reference's")
     p.add_argument("--no-face", choices=GAP_POLICIES, default=GAP_POLICIES[0],
@@ -129,8 +128,13 @@ def _check_device(device: str) -> None:
         raise LipSyncInputError(f"--device: {device} is not available on this machine; use --device cpu.")
 
 
-def _tracker_options(args, fps: float) -> dict:
-    return {"gap_policy": args.no_face, "max_gap_frames": round(args.max_gap * fps)}
+def _job_options(args, fps: float):
+    """The job's choices from the flags (after :func:`_check_options`)."""
+    from .pipeline import JobOptions
+    from .types import tracker_options
+
+    return JobOptions(settings=_settings(args), length_policy=args.length, style_strength=args.style_strength,
+                      tracker_options=tracker_options(args.no_face, args.max_gap, fps))
 
 
 def _progress_bar():
@@ -165,9 +169,8 @@ def cmd_run(args) -> int:
     start = time.perf_counter()
     try:
         result = lipsync_file(
-            args.video, args.audio, args.out, models, style_path=args.style, inputs=inputs, settings=_settings(args),
-            length_policy=args.length, style_strength=args.style_strength, progress=update,
-            tracker_options=_tracker_options(args, inputs.video.fps),
+            args.video, args.audio, args.out, models, style_path=args.style, inputs=inputs,
+            options=_job_options(args, inputs.video.fps), progress=update,
         )  # fmt: skip
     finally:
         close()
@@ -236,9 +239,8 @@ def cmd_demo(args) -> int:
     start = time.perf_counter()
     try:
         result = lipsync_file(clips["video"], clips["audio"], result_path, models, style_path=clips["style"],
-                              inputs=inputs, settings=_settings(args), length_policy=args.length,
-                              style_strength=args.style_strength, progress=update,
-                              tracker_options=_tracker_options(args, inputs.video.fps))  # fmt: skip
+                              inputs=inputs, options=_job_options(args, inputs.video.fps),
+                              progress=update)  # fmt: skip
     finally:
         close()
     seconds = time.perf_counter() - start
@@ -271,14 +273,15 @@ def cmd_bench(args) -> int:
 
     import torch
 
-    from .pipeline import LipSyncModels, lipsync_file
+    from .pipeline import JobOptions, LipSyncModels, lipsync_file
 
     _check_device(args.device)
     models = LipSyncModels.from_folder(args.models, args.device)
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         result = lipsync_file(clips["video"], clips["audio"], Path(folder) / "bench.mp4", models,
-                              style_path=clips.get("style"), settings=_settings(args), length_policy=args.length)
+                              style_path=clips.get("style"),
+                              options=JobOptions(settings=_settings(args), length_policy=args.length))
         wall = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n = result.num_frames

@@ -335,3 +335,101 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# ----------------------------------------------------------------------------- frame sources
+
+
+class FrameSource:
+    """Random access by index to a video's frames, in chunks; arrays and files alike."""
+
+    fps: float
+    num_frames: int
+
+    def iter_chunks(self, size: int) -> Iterator[np.ndarray]:
+        for start in range(0, self.num_frames, size):
+            yield self.get(np.arange(start, min(start + size, self.num_frames)))
+
+    def get(self, indices: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self, what: str) -> str:
+        """How errors name this source: the input's name (and its file, if it has one)."""
+        return what
+
+
+class ArrayFrames(FrameSource):
+    """Frames already in memory (ComfyUI IMAGE batches): [T, H, W, 3] float 0..1 or uint8.
+
+    ``name``: how errors name them (a node's input, e.g. "images"); default the pipeline's own word.
+    """
+
+    def __init__(self, frames, fps: float, name: str | None = None) -> None:
+        if hasattr(frames, "detach"):  # a torch tensor (ComfyUI IMAGE); torch itself is not imported here
+            frames = frames.detach().cpu().numpy()
+        self.frames = frames
+        self.fps = float(fps)
+        self.num_frames = len(frames)
+        self.name = name
+
+    def describe(self, what: str) -> str:
+        return self.name or what
+
+    def get(self, indices: np.ndarray) -> np.ndarray:
+        return self.frames[np.asarray(indices)]
+
+
+class VideoFileFrames(FrameSource):
+    """Frames decoded from a file on demand: forward reads stream, a backward jump re-reads.
+
+    Only the frames of the requested range are held, so memory is bounded by the chunk.
+    """
+
+    REREAD_WINDOW = 64  # frames; a requested range up to this long is kept for a re-read
+
+    def __init__(self, path: str | os.PathLike, what: str = "video") -> None:
+        self.path = Path(path)
+        self.what = what
+        info = probe_video(self.path, what)
+        self.fps = info.fps
+        # The container's count can be an estimate: tracking, which decodes every frame, sets the exact one.
+        self.num_frames = info.frame_count
+        self._reader: Iterator[np.ndarray] | None = None
+        self._pos = 0  # index of the next frame the reader yields
+        self._pending: list[np.ndarray] = []
+
+    def iter_chunks(self, size: int) -> Iterator[np.ndarray]:
+        yield from iter_video_frames(self.path, size, self.what)
+
+    def describe(self, what: str) -> str:
+        return f"{what} {self.path}"
+
+    def _restart(self) -> None:
+        self._reader = iter_video_frames(self.path, 16, self.what)
+        self._pos, self._pending = 0, []
+
+    def _next_frame(self) -> np.ndarray:
+        if not self._pending:
+            self._pending = list(next(self._reader))
+        self._pos += 1
+        return self._pending.pop(0)
+
+    def get(self, indices: np.ndarray) -> np.ndarray:
+        indices = np.asarray(indices)
+        lo, hi = int(indices.min()), int(indices.max())
+        if self._reader is None or lo < self._pos:
+            self._restart()
+        while self._pos < lo:
+            self._next_frame()
+        wanted = {int(i) for i in indices}
+        keep_range = hi - lo < self.REREAD_WINDOW  # a chunk: keep it so a loop or ping-pong can revisit it
+        held = {}
+        while self._pos <= hi:
+            i = self._pos
+            frame = self._next_frame()
+            if keep_range or i in wanted:  # frames spread over the video (references): only those
+                held[i] = frame
+        if keep_range:
+            self._pending = [held[i] for i in range(lo, hi + 1)] + self._pending
+            self._pos = lo
+        return np.stack([held[int(i)] for i in indices])

@@ -9,18 +9,49 @@ track or feature sequence always has exactly one entry per video frame.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # the mouth model needs scipy; the contracts are read without it
+    from .motion import MouthModel
 
 # Number of mouth parameters (the paper's 13 mouth-related 3DMM coefficients).
 NUM_MOUTH_PARAMS = 13
 # MediaPipe Face Mesh topology (with iris refinement).
 NUM_LANDMARKS = 478
+
+# ----------------------------------------------------------------------------- the choices a user has
+# Each list lives here once; the CLI, the nodes and the parts that act on a choice all read it.
+
 # What the tracker does with frames where it finds no face (face.tracking): fill in short tracker
 # dropouts within one shot, or pass every such frame through untouched.
 GAP_POLICIES = ("interpolate", "passthrough")
 DEFAULT_MAX_GAP_SECONDS = 0.5  # longest run of face-less frames that may be filled in
+
+
+def tracker_options(gap_policy: str, max_gap_seconds: float, fps: float) -> dict[str, Any]:
+    """The no-face choices (a policy and the longest gap in seconds) as FaceTracker options at ``fps``."""
+    return {"gap_policy": gap_policy, "max_gap_frames": int(round(float(max_gap_seconds) * fps))}
+
+
+# Which face the tracker follows when there are several ('identity' needs insightface and a reference face).
+FACE_CHOICES = ("largest", "leftmost", "rightmost", "center", "identity")
+# Face landmark backends (face.backends).
+FACE_BACKENDS = ("mediapipe", "insightface")
+# Video vs audio length (audio.length); the first is the default.
+LENGTH_POLICIES = ("trim_to_audio", "trim_to_video", "loop", "ping_pong", "pad_silence")
+# The samplers render.sampling builds (its SAMPLERS dict is keyed by exactly these); the first is the default.
+SAMPLER_NAMES = ("ddim", "dpmpp_2m", "unipc", "euler")
+# Arithmetic precision of the networks (models.precision).
+PRECISIONS = ("fp32", "bf16", "fp16")
+# The files of a models folder, by kind (the kind each file must hold). The VAE is optional.
+MODEL_FILES = {
+    "motion": "motion.safetensors",
+    "renderer": "renderer.safetensors",
+    "mouth_model": "mouth_model.safetensors",
+    "vae": "vae.safetensors",
+}
 
 
 class LipSyncInputError(ValueError):
@@ -117,12 +148,10 @@ class StyleReference:
 
     audio_features: (n, D) reference audio features (same spec as the input's).
     mouth_params: (n, 13) reference mouth params, frame-aligned with audio_features.
-    face_crops: (k, S, S, 3) float 0..1 reference face crops for the renderer.
     """
 
     audio_features: np.ndarray
     mouth_params: np.ndarray
-    face_crops: np.ndarray
     spec: FeatureSpec
     source: str = ""
     frame_indices: np.ndarray | None = None  # (n,) frames of the source the rows came from
@@ -144,3 +173,34 @@ class LipMotion:
 
     def __len__(self) -> int:
         return int(self.params.shape[0])
+
+
+@dataclass
+class FaceAnalysis:
+    """What the mouth model reads from a tracked face: per-frame params, pose, the person's identity."""
+
+    track: FaceTrack
+    params: np.ndarray  # (T, 13); frames that are not usable hold their nearest usable frame's values
+    rotations: np.ndarray  # (T, 3) axis-angle
+    identity: np.ndarray  # (id_dim,)
+    openness: np.ndarray  # (T,) inner-lip gap, IOD units
+    neutral: np.ndarray  # (478, 3) aligned neutral mesh
+
+    @classmethod
+    def of(cls, track: FaceTrack, mouth: MouthModel) -> FaceAnalysis:
+        from .motion import mouth_opening, rotation_to_vector
+
+        usable_landmarks = track.landmarks[track.usable]
+        neutral = mouth.neutral_shape(usable_landmarks)
+        aligned = mouth.align(track.landmarks)
+        return cls(
+            track=track,
+            params=mouth.encode(track.landmarks, neutral=neutral),
+            rotations=rotation_to_vector(track.rotations),
+            identity=mouth.identity(neutral=neutral),
+            openness=mouth_opening(aligned),
+            neutral=neutral,
+        )
+
+    def __len__(self) -> int:
+        return len(self.track)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from safetensors import SafetensorError, safe_open
 
-from .types import LipSyncInputError
+from .types import MODEL_FILES, LipSyncInputError
 
 if TYPE_CHECKING:  # torch is imported where tensors are read or written: headers are checked without it
     import torch
@@ -32,13 +32,6 @@ VERSION_KEY = "stylelipsync.format_version"
 CONFIG_KEY = "stylelipsync.config"
 EXTRA_KEY = "stylelipsync.extra"
 
-# The files of a models folder, by kind (the kind each file must hold). The VAE is optional.
-MODEL_FILES = {
-    "motion": "motion.safetensors",
-    "renderer": "renderer.safetensors",
-    "mouth_model": "mouth_model.safetensors",
-    "vae": "vae.safetensors",
-}
 # What each kind is and which training command makes it: the fix when a file of one kind stands where
 # another belongs (python -m lipsync_core.train <command>).
 KIND_DESCRIPTIONS = {

@@ -72,7 +72,7 @@ class StyleLipSyncAudioFeatures:
         elif audio is not None:
             wave = mono_16k(audio)
             count = count or max(audio_mod.duration_frames(len(wave), audio_mod.TARGET_RATE, rate), 1)
-            feats = core_module("pipeline").audio_features(wave, rate, count, spec)
+            feats = core_module("stages").audio_features(wave, rate, count, spec)
         else:
             raise LipSyncInputError("audio: connect an AUDIO (or an AUDIO_ENCODER_OUTPUT) to compute features from.")
         return (feats,)

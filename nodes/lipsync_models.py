@@ -70,7 +70,7 @@ class LipSyncModelBundle:
     files: dict[str, str] = field(default_factory=dict)
 
     def _models(self, motion: torch.nn.Module, renderer: torch.nn.Module, vae: torch.nn.Module | None):
-        return core_module("pipeline").LipSyncModels(motion=motion, renderer=renderer, mouth=self.mouth, vae=vae)
+        return core_module("models.bundle").LipSyncModels(motion=motion, renderer=renderer, mouth=self.mouth, vae=vae)
 
     def ready(self) -> Any:
         """lipsync_core.pipeline.LipSyncModels on the load device (call before each piece of work)."""
@@ -114,7 +114,8 @@ def load_bundle(
     spec = bundle.feature_spec  # a motion file without a feature spec is refused here, not mid-render
     del spec
     # a renderer of another crop framing too (the loader's input name and file, not after the tracking)
-    core_module("pipeline").check_framing(bundle.renderer_config.crop_framing, f"renderer {paths['renderer'].name}")
+    framing = bundle.renderer_config.crop_framing
+    core_module("models.bundle").check_framing(framing, f"renderer {paths['renderer'].name}")
     return bundle
 
 

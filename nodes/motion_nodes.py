@@ -48,7 +48,7 @@ class StyleLipSyncStyleReference:
         self, models: Any, max_frames: int, reference_fps: float, video_track: Any = None, video_audio: Any = None,
         reference_images: Any = None, reference_audio: Any = None, reference_video_info: Any = None,
     ) -> tuple[Any]:  # fmt: skip
-        pipeline = core_module("pipeline")
+        stages = core_module("stages")
         if reference_images is not None:
             if reference_audio is None:
                 raise LipSyncInputError("reference_audio: reference frames need their own audio; connect it.")
@@ -65,11 +65,10 @@ class StyleLipSyncStyleReference:
             raise LipSyncInputError(
                 "style: connect video_track + video_audio (the input video), or reference_images + reference_audio."
             )
-        if not track.usable.any():
+        analysis = core_module("types").FaceAnalysis.of(track, models.mouth) if track.usable.any() else None
+        if analysis is None:
             raise LipSyncInputError(f"style: no face found in the {source}; give a clip where the face is visible.")
-        analysis = pipeline.FaceAnalysis.of(track, models.mouth)
-        features = pipeline.audio_features(wave, rate, len(track), models.feature_spec)
-        return (pipeline.make_style_reference(analysis, features, int(max_frames), source),)
+        return (stages.style_reference(analysis, wave, models.feature_spec, int(max_frames), source),)
 
 
 class StyleLipSyncPredictMotion:
@@ -107,7 +106,7 @@ class StyleLipSyncPredictMotion:
 
         ready = models.ready_motion()
         with comfy_attention_installed():
-            motion = core_module("pipeline").predict_motion(
+            motion = core_module("stages").predict_motion(
                 ready, features, style, style_strength, mouth_scale, bool(close_on_silence)
             )
         opening, envelope = motion_curves(models.mouth, motion, features)

@@ -83,38 +83,26 @@ class StyleLipSyncRender:
         chunk_size: int, color_match: float, reference_images: int, style: Any = None, vae: Any = None,
         unique_id: str | None = None,
     ) -> tuple[Any, Any]:  # fmt: skip
-        pipeline = core_module("pipeline")
+        stages = core_module("stages")
         frames = frames_of(images)
         check_lengths(frames, track, motion)
         settings = _settings(sampler, steps, seed, chunk_size, color_match, reference_images)
         codec = codec_for(models, vae)
         ready = models.ready()
-        crop = ready.renderer.config.crop_size
-        track = track_at_crop_size(track, crop)
-        analysis = pipeline.FaceAnalysis.of(track, ready.mouth)
-        source = pipeline.ArrayFrames(frames, track.fps)
-        openness = None  # a style's crops come without their track: the renderer measures their openings
-        if style is not None and len(style.face_crops):
-            refs = core_module("face.align").as_float_frames(style.face_crops)
-        else:
-            refs, openness = pipeline.reference_crops_from(source, analysis, settings.reference_images, crop)
-        total = len(frames)
-        out = np.empty_like(frames)
-        masks = np.zeros(frames.shape[:3], np.float32)
-        bar = Progress(total, unique_id)
+        track = track_at_crop_size(track, ready.renderer.config.crop_size)
+        analysis = core_module("types").FaceAnalysis.of(track, ready.mouth)
+        bar = Progress(len(frames), unique_id)
+
+        def before_chunk() -> None:
+            check_interrupted()
+            models.ready()  # model management may have moved them between chunks
+
         with comfy_attention_installed():
-            renderer = pipeline.FrameRenderer(
-                ready, ready.codec(codec), analysis, motion, np.arange(total), refs, settings,
-                reference_openness=openness,
-            )
-            chunk = settings.io_chunk()  # whole render blocks: chunking never changes a frame
-            for start in range(0, total, chunk):
-                check_interrupted()
-                models.ready()  # model management may have moved them between chunks
-                idx = np.arange(start, min(start + chunk, total))
-                # Cancel is also honoured between denoising steps: a long chunk never delays it
-                out[idx], masks[idx] = renderer.render(frames[idx], idx, lambda _step: check_interrupted())
-                bar.set(int(idx[-1]) + 1)
+            out, masks = stages.concat(stages.render(
+                ready, analysis, motion, core_module("media").ArrayFrames(frames, track.fps), settings=settings,
+                codec=codec, progress=lambda done, _total: bar.set(done), before_chunk=before_chunk,
+                step_callback=lambda _step: check_interrupted(),  # Cancel never waits for a long chunk
+            ))  # fmt: skip
         return image_out(out), torch.from_numpy(masks)
 
 
@@ -167,13 +155,14 @@ class StyleLipSyncLipSync:
         max_gap_seconds: float = NO_FACE_WIDGETS["max_gap_seconds"][1]["default"], unique_id: str | None = None,
     ) -> tuple[Any, ...]:  # fmt: skip
         pipeline = core_module("pipeline")
+        media = core_module("media")
         rate = resolve_fps(("fps", fps), ("video_info", video_info))
         frames = frames_of(images)
         wave = mono_16k(audio)  # checked (and cleaned) before any model work
         style_video = style_wave = None
         if style_images is not None:
             style_frames = frames_of(style_images, "style_images")
-            style_video = pipeline.ArrayFrames(style_frames, style_fps or rate, "style_images")
+            style_video = media.ArrayFrames(style_frames, style_fps or rate, "style_images")
             if style_audio is None:
                 from ._core import LipSyncInputError
 
@@ -188,13 +177,14 @@ class StyleLipSyncLipSync:
         outputs: list[np.ndarray] = []
         masks: list[np.ndarray] = []
         with comfy_attention_installed():
+            options = pipeline.JobOptions(settings=settings, length_policy=length_policy,
+                                          style_strength=float(style_strength),
+                                          tracker_options=tracker_options(no_face, max_gap_seconds, rate))
             result = pipeline.lipsync(
-                pipeline.ArrayFrames(frames, rate, "images"), wave, models.ready(),
+                media.ArrayFrames(frames, rate, "images"), wave, models.ready(),
                 lambda out, mask: (outputs.append(out), masks.append(mask)),
-                style_video=style_video, style_wave=style_wave, settings=settings, length_policy=length_policy,
-                style_strength=float(style_strength), codec=codec,
-                progress=lambda stage, done, total: bar.set(done, total), interrupt=check_interrupted,
-                tracker_options=tracker_options(no_face, max_gap_seconds, rate),
+                style_video=style_video, style_wave=style_wave, options=options, codec=codec,
+                progress=lambda stage, done, total: bar.set(done, total),
             )  # fmt: skip
         new_audio = audio_of_duration(audio, result.num_frames / rate)
         mask = torch.from_numpy(np.concatenate(masks).astype(np.float32))

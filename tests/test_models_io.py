@@ -172,7 +172,7 @@ def test_dtype_and_device_on_load(tmp_path):
 
 def test_renderer_without_a_recorded_framing_is_read_as_the_first_one(tmp_path):
     from lipsync_core.face.template import LEGACY_FRAMING, crop_framing
-    from lipsync_core.pipeline import check_framing
+    from lipsync_core.models.bundle import check_framing
     from lipsync_core.types import LipSyncInputError
 
     wf = load_tensors(save_model(renderer_model(), tmp_path / "r.safetensors"))

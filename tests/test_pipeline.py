@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from diffusers import AutoencoderKL
 
-from lipsync_core.pipeline import ArrayFrames, LipSyncModels, RenderSettings, lipsync
+from lipsync_core.media import ArrayFrames
+from lipsync_core.pipeline import JobOptions, LipSyncModels, RenderSettings, lipsync
 from lipsync_core.render.codec import DiffusersVAECodec
 from lipsync_core.types import LipSyncInputError
 from tests.tiny_models import FPS, astronaut_video, speechlike, tiny_models
@@ -32,8 +33,9 @@ def _run(models, video, chunk_size=4, seed=0, wave_seconds=12 / FPS):
     result = lipsync(
         ArrayFrames(video, FPS), speechlike(wave_seconds), models,
         lambda f, m: (outputs.append(f), masks.append(m)),
-        style_wave=speechlike(12 / FPS), settings=RenderSettings(steps=3, chunk_size=chunk_size, seed=seed),
-        tracker_options={"gap_policy": "passthrough"},
+        style_wave=speechlike(12 / FPS),
+        options=JobOptions(settings=RenderSettings(steps=3, chunk_size=chunk_size, seed=seed),
+                           tracker_options={"gap_policy": "passthrough"}),
     )
     return result, np.concatenate(outputs), np.concatenate(masks)
 
@@ -63,7 +65,7 @@ def test_longer_audio_loops_the_video_to_its_length(models, video):
     outputs = []
     result = lipsync(
         ArrayFrames(video, FPS), speechlike(20 / FPS), models, lambda f, m: outputs.append(f),
-        settings=RenderSettings(steps=2, chunk_size=8), length_policy="loop",
+        options=JobOptions(settings=RenderSettings(steps=2, chunk_size=8), length_policy="loop"),
     )
     assert result.num_frames == 20 and sum(len(o) for o in outputs) == 20
     assert len(result.wave) == round(20 * 16000 / FPS)
@@ -85,8 +87,7 @@ def test_node_render_defaults_are_the_pipeline_defaults():
 
 
 def test_video_file_frames_serve_any_order_and_hold_only_what_was_asked(tmp_path):
-    from lipsync_core.media import VideoWriter, read_video
-    from lipsync_core.pipeline import VideoFileFrames
+    from lipsync_core.media import VideoFileFrames, VideoWriter, read_video
 
     frames = (np.arange(90, dtype=np.uint8)[:, None, None, None] * 2 + np.zeros((1, 32, 48, 3), np.uint8))
     with VideoWriter(tmp_path / "ramp.mp4", 30.0) as writer:
@@ -103,7 +104,7 @@ def test_video_file_frames_serve_any_order_and_hold_only_what_was_asked(tmp_path
 def test_openings_of_reference_crops_given_without_their_track(models, video):
     """A style node's crops come without landmarks: their mouth openings are measured by tracking them."""
     from lipsync_core.face import track_faces, warp_to_crops
-    from lipsync_core.pipeline import crop_openness
+    from lipsync_core.render.frames import crop_openness
 
     track = track_faces(video[:2], fps=FPS, crop_size=128)
     crops = warp_to_crops(video[:2], track, 128)

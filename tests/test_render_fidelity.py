@@ -12,10 +12,13 @@ import pytest
 from lipsync_core.cli import DEMO_MODELS
 from lipsync_core.face import track_faces, warp_to_crops
 from lipsync_core.media import read_video
+from lipsync_core.models.bundle import LipSyncModels
 from lipsync_core.motion import mouth_opening
-from lipsync_core.pipeline import FaceAnalysis, FrameRenderer, LipSyncModels, RenderSettings, closed_mouth_params
+from lipsync_core.render.frames import FrameRenderer
+from lipsync_core.render.settings import RenderSettings
+from lipsync_core.style import closed_mouth_params
 from lipsync_core.train.fidelity import ROWS, FidelityOptions, fidelity, frame_figures, markdown, opening_figures
-from lipsync_core.types import LipMotion
+from lipsync_core.types import FaceAnalysis, LipMotion
 
 DEMO = Path(__file__).resolve().parents[1] / "lipsync_core" / "assets" / "demo"
 

@@ -15,11 +15,12 @@ import torch
 from diffusers import AutoencoderKL
 
 from lipsync_core.audio import logmel_spec
+from lipsync_core.models.bundle import LipSyncModels
 from lipsync_core.models.io import save_model
 from lipsync_core.models.motion import LipMotionTransformer
 from lipsync_core.models.renderer import LipRenderUNet
 from lipsync_core.motion import MouthModel
-from lipsync_core.pipeline import MODEL_FILES, LipSyncModels
+from lipsync_core.types import MODEL_FILES
 from tests.face_meshes import identity_mesh, talking_meshes
 
 FPS = 25.0

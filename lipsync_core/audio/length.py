@@ -14,10 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..types import LipSyncInputError
+from ..types import LENGTH_POLICIES, LipSyncInputError
 from .io import TARGET_RATE, duration_frames
-
-LENGTH_POLICIES = ("loop", "ping_pong", "trim_to_audio", "trim_to_video", "pad_silence")
 
 
 @dataclass

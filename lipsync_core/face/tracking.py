@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..types import DEFAULT_MAX_GAP_SECONDS, GAP_POLICIES, NUM_LANDMARKS, FaceTrack, LipSyncInputError
+from ..types import DEFAULT_MAX_GAP_SECONDS, FACE_CHOICES, GAP_POLICIES, NUM_LANDMARKS, FaceTrack, LipSyncInputError
 from .align import check_frames, crop_transforms_from_landmarks, similarity_from_params, similarity_params
 from .backends import FaceCandidate, InsightFaceBackend, MediaPipeBackend
 from .gaps import ContentLog
@@ -30,7 +30,6 @@ from .smoothing import OneEuroConfig, one_euro_zero_phase
 
 FaceChoice = Literal["largest", "leftmost", "rightmost", "center", "identity"]
 GapPolicy = Literal["interpolate", "passthrough"]
-FACE_CHOICES = ("largest", "leftmost", "rightmost", "center", "identity")
 __all__ = ["FACE_CHOICES", "GAP_POLICIES", "FaceTracker", "track_faces"]
 DEFAULT_SMOOTHING = OneEuroConfig()
 # A frame-to-frame change of the crop larger than these is a cut (in face sizes, log scale, radians).

@@ -6,9 +6,8 @@ import contextlib
 
 import torch
 
-from ..types import LipSyncInputError
+from ..types import PRECISIONS, LipSyncInputError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -76,24 +76,6 @@ def choose_reference_frames(openness: np.ndarray, usable: np.ndarray, count: int
     return np.sort(np.unique(picks))
 
 
-def choose_reference_window(usable: np.ndarray, speech: np.ndarray, length: int) -> np.ndarray:
-    """The ``length`` consecutive frames with the most usable, voiced frames (the style reference span).
-
-    The paper takes n consecutive reference frames; both reference encoders see them in order.
-    Returns the usable frame indices inside the best window (fewer than ``length`` for short clips).
-    """
-    usable = np.asarray(usable, bool)
-    score = (usable & np.asarray(speech, bool)).astype(np.int64) + usable.astype(np.int64)
-    t = len(usable)
-    if not usable.any():
-        raise LipSyncInputError("style reference: no frame has a face; give a reference clip showing the face.")
-    if length >= t:
-        return np.flatnonzero(usable)
-    sums = np.convolve(score, np.ones(length, dtype=np.int64), mode="valid")
-    start = int(np.argmax(sums))
-    return start + np.flatnonzero(usable[start : start + length])
-
-
 def nearest_by_opening(reference_openness: np.ndarray, target_openness: np.ndarray) -> np.ndarray:
     """For each target frame, the index of the reference whose mouth opening is nearest: the renderer's
     aligned reference (copy path) shows teeth and lips in about the state the frame needs."""

@@ -10,11 +10,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
-from ..types import LipSyncInputError
-
-# The samplers lipsync_core.render.sampling builds (its SAMPLERS dict is keyed by exactly these).
-SAMPLER_NAMES = ("ddim", "dpmpp_2m", "unipc", "euler")
-PRECISIONS = ("fp32", "bf16", "fp16")
+from ..types import PRECISIONS, SAMPLER_NAMES, LipSyncInputError
 
 
 @dataclass

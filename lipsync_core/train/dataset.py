@@ -9,7 +9,7 @@ DATA/index.json        every done clip + the skipped files of the last run, with
 DATA/mouth_model.safetensors   the fitted mouth basis (``fit-basis``)
 
 Raw landmarks are kept, so mouth params are always recomputed with the current basis exactly the way
-inference computes them (:class:`lipsync_core.pipeline.FaceAnalysis`).
+inference computes them (:class:`lipsync_core.types.FaceAnalysis`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ import numpy as np
 
 from ..audio import TARGET_RATE
 from ..motion import MouthModel
-from ..pipeline import FaceAnalysis
-from ..types import FaceTrack, FeatureSpec, LipSyncInputError
+from ..types import FaceAnalysis, FaceTrack, FeatureSpec, LipSyncInputError
 
 CLIPS_DIR = "clips"
 INDEX_FILE = "index.json"

@@ -4,7 +4,7 @@
 
 trains the demo models on puppet speakers (seed 0), evaluates them on held-out puppet speakers (seed 1:
 unseen faces, voices, styles and sentences), trains the ``none`` (no reference) variant with the same recipe
-for comparison, and with ``--export`` copies the four files (pipeline.MODEL_FILES) into
+for comparison, and with ``--export`` copies the four files (types.MODEL_FILES) into
 ``lipsync_core/assets/demo_models/``. Every stage prints its wall time; ``recipe_summary.json`` keeps them.
 ``--scale 0.05`` runs the same recipe with 5% of the steps (a smoke run); ``--resume`` continues
 interrupted training stages from their latest checkpoints (finished stages are skipped).
@@ -26,8 +26,7 @@ from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
-from ..pipeline import MODEL_FILES
-from ..types import LipSyncInputError
+from ..types import MODEL_FILES, LipSyncInputError
 from .basis import fit_basis
 from .common import lane_threads
 from .evaluate import EvalOptions, evaluate

@@ -25,7 +25,7 @@ import torch
 from ..models.io import load_model
 from ..motion import MouthModel, lip_lmd
 from ..synthetic.sync_check import audio_envelope, lag_correlations
-from ..types import LipSyncInputError
+from ..types import LipMotion, LipSyncInputError
 from .dataset import SAMPLE_RATE, load_dataset
 from .motion import MotionClip, ReferencePool, motion_clips
 
@@ -74,7 +74,7 @@ def predict_params(model, pool: ReferencePool, index: int, n: int,
 def padded_silence_openness(model, mouth: MouthModel, pool: ReferencePool, index: int, n: int,
                             options: EvalOptions) -> np.ndarray:
     """Predicted mouth opening over digital silence added before and after the clip's audio (truth: closed)."""
-    from ..pipeline import audio_features
+    from ..stages import audio_features
 
     c = pool.clips[index]
     pad_frames = int(round(options.padded_silence_s * c.fps))
@@ -157,24 +157,21 @@ def render_metrics(models_dir: Path, mouth: MouthModel, data_dir, model, options
     at least 3 frames away from every rendered frame, so no frame can be copied from its reference. The
     VAE's own reconstruction of the same crops is reported next to it (``vae_psnr``): the renderer's ceiling;
     and the same frames rendered from the *true* mouth params (``psnr_true_motion``), which tells the
-    renderer's share of the error from stage 1's.
+    renderer's share of the error from stage 1's. The crops are rendered by inference's own FrameRenderer.
     """
     from skimage.metrics import structural_similarity
 
-    from ..render.codec import DiffusersVAECodec
-    from ..render.conditioning import (
-        choose_reference_frames,
-        frames_away_from,
-        mask_lower_half,
-        motion_windows,
-        nearest_by_opening,
-    )
-    from ..render.sampling import shared_noise
+    from ..models.bundle import LipSyncModels
+    from ..render.conditioning import choose_reference_frames, frames_away_from
+    from ..render.frames import FrameRenderer
+    from ..render.settings import RenderSettings
 
-    renderer = load_model(models_dir / "renderer.safetensors", "renderer", options.device)
-    vae = load_model(models_dir / "vae.safetensors", "vae", options.device)
-    cfg = renderer.config
-    codec = DiffusersVAECodec(vae, cfg.latent_scale, cfg.latent_shift)
+    bundle = LipSyncModels(motion=model, renderer=load_model(models_dir / "renderer.safetensors", "renderer",
+                                                             options.device),
+                           mouth=mouth, vae=load_model(models_dir / "vae.safetensors", "vae", options.device))
+    cfg = bundle.renderer.config
+    codec = bundle.codec()
+    settings = RenderSettings(sampler=options.sampler, steps=options.steps, seed=options.seed)
     clips = load_dataset(data_dir, with_crops=True)
     mclips = motion_clips(clips, mouth)
     pool = ReferencePool(mclips)
@@ -189,21 +186,12 @@ def render_metrics(models_dir: Path, mouth: MouthModel, data_dir, model, options
             continue
         idx = usable[np.linspace(0, len(usable) - 1, min(options.render_frames, len(usable))).round().astype(int)]
         refs = choose_reference_frames(a.openness, frames_away_from(c.usable, idx), 3)
-        ref_lat = codec.encode(torch.from_numpy(c.crops[refs]).float() / 255.0)
-        feats = renderer.encode_reference(ref_lat[None].to(options.device))
         crops = torch.from_numpy(c.crops[idx]).float() / 255.0
-        context = codec.encode(mask_lower_half(crops)).to(options.device)
-        noise = shared_noise(tuple(context.shape[1:]), options.seed, options.device)
-        aligned = [None, None]  # the copy path's reference per rendered frame: nearest opening, as inference
-        if cfg.reference_concat:
-            aligned = [ref_lat[torch.from_numpy(nearest_by_opening(a.openness[refs], mouth.opening(p[idx], a.neutral)))]
-                       .to(options.device) for p in (pred, a.params)]
-        clean = codec.encode(crops).to(options.device)
-        out, oracle = (_render_crops(renderer, codec, motion_windows(params, a.identity, a.rotations,
-                                                                     cfg.motion_window)[idx],
-                                     context, clean, feats, noise, options, pick)
-                       for params, pick in zip((pred, a.params), aligned, strict=True))
-        recon = codec.decode(clean).float().cpu().numpy()
+        out, oracle = (FrameRenderer(bundle, codec, a, LipMotion(params, c.fps), np.arange(len(a)),
+                                     c.crops[refs].astype(np.float32) / 255.0, settings,
+                                     reference_openness=a.openness[refs]).render_crops(crops, idx)
+                       for params in (pred, a.params))
+        recon = codec.decode(codec.encode(crops).to(options.device)).float().cpu().numpy()
         truth = crops.numpy()
         half = cfg.crop_size // 2
         for o, q, r, x in zip(out[:, half:], oracle[:, half:], recon[:, half:], truth[:, half:], strict=True):
@@ -214,22 +202,6 @@ def render_metrics(models_dir: Path, mouth: MouthModel, data_dir, model, options
     return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
             "psnr_true_motion": float(np.mean(oracle_psnrs)), "vae_psnr": float(np.mean(vae_psnrs)),
             "rendered_frames": len(psnrs), "steps": options.steps, "sampler": options.sampler}
-
-
-def _render_crops(renderer, codec, windows: np.ndarray, context, clean, feats, noise, options: EvalOptions,
-                  aligned: torch.Tensor | None = None) -> np.ndarray:
-    """Sample the lower half of ``context``'s crops driven by motion ``windows``; decoded beside the clean
-    upper half (as inference decodes), crops [N,S,S,3]."""
-    from ..render.conditioning import with_clean_upper
-    from ..render.sampling import make_scheduler, sample_lower_half
-
-    motion = torch.from_numpy(windows).to(options.device)
-
-    def denoiser(sample, t):
-        return renderer(sample, t, motion, masked_latent=context, reference_features=feats, reference_latent=aligned)
-
-    latents = sample_lower_half(denoiser, context, noise, make_scheduler(options.sampler), options.steps)
-    return codec.decode(with_clean_upper(latents, clean)).float().cpu().numpy()
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -257,7 +229,7 @@ def evaluate(models_dir: str | os.PathLike, data_dir: str | os.PathLike, options
         report["render"] = None
     report["fidelity"] = None
     if options.fidelity_videos is not None and render_ok:
-        from ..pipeline import LipSyncModels
+        from ..models.bundle import LipSyncModels
         from .fidelity import FidelityOptions, fidelity
 
         bundle = LipSyncModels.from_folder(models_dir, options.device)

@@ -140,18 +140,12 @@ def opening_figures(opening: np.ndarray, truth: np.ndarray) -> dict:
 
 def _clip_rows(models, codec, video_path: Path, options: FidelityOptions) -> dict:
     """Frames out of every row for one clip, plus what is needed to score them."""
-    from ..pipeline import (
-        ArrayFrames,
-        FaceAnalysis,
-        FrameRenderer,
-        RenderSettings,
-        audio_features,
-        lipsync,
-        predict_motion,
-        reference_crops_from,
-        track_source,
-    )
+    from .. import stages
+    from ..media import ArrayFrames
+    from ..pipeline import JobOptions, lipsync
     from ..render.conditioning import mask_lower_half
+    from ..render.settings import RenderSettings
+    from ..types import FaceAnalysis
 
     frames, fps = read_video(video_path)
     truth = np.load(video_path.with_name(video_path.stem + ".truth.npz"))["landmarks"]
@@ -162,17 +156,14 @@ def _clip_rows(models, codec, video_path: Path, options: FidelityOptions) -> dic
     settings = RenderSettings(sampler=options.sampler, steps=options.steps, seed=options.seed)
     crop_size = models.renderer.config.crop_size
     source = ArrayFrames(frames, fps)
-    track = track_source(source, crop_size)
+    track = stages.track(source, crop_size)
     analysis = FaceAnalysis.of(track, models.mouth)
     outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    idx = np.arange(len(frames))
 
-    refs, openness = reference_crops_from(source, analysis, settings.reference_images, crop_size)
-
-    def run(generate=None, motion: LipMotion | None = None) -> tuple[np.ndarray, np.ndarray]:
-        motion = motion or LipMotion(analysis.params, fps)
-        renderer = FrameRenderer(models, codec, analysis, motion, idx, refs, settings, reference_openness=openness)
-        return renderer.render(frames, idx, generate=generate)
+    def run(generate=None) -> tuple[np.ndarray, np.ndarray]:
+        motion = LipMotion(analysis.params, fps)  # the true motion: these rows isolate stage 2's parts
+        return stages.concat(stages.render(models, analysis, motion, source, settings=settings, codec=codec,
+                                           generate=generate))
 
     half = models.renderer.config.latent_size // 2
 
@@ -196,19 +187,20 @@ def _clip_rows(models, codec, video_path: Path, options: FidelityOptions) -> dic
     predicted = None
     if "whole job" in options.rows:
         chunks: list[tuple[np.ndarray, np.ndarray]] = []
-        result = lipsync(source, wave, models, lambda f, m: chunks.append((f, m)), style_wave=wave, settings=settings,
-                         codec=codec, track=track)
+        result = lipsync(source, wave, models, lambda f, m: chunks.append((f, m)), style_wave=wave,
+                         options=JobOptions(settings=settings), codec=codec, track=track)
         outputs["whole job"] = (np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks]))
         predicted = result.motion.params
     else:
-        feats = audio_features(wave, fps, len(frames), models.feature_spec)
-        predicted = predict_motion(models, feats, None).params
+        feats = stages.audio_features(wave, fps, len(frames), models.feature_spec)
+        predicted = stages.predict_motion(models, feats, None).params
     return {"frames": frames, "truth": truth, "track": track, "analysis": analysis, "outputs": outputs,
             "predicted": predicted, "fps": fps}
 
 
 def _score_clip(models, clip: dict, crop_size: int) -> dict:
-    from ..pipeline import ArrayFrames, track_source
+    from .. import stages
+    from ..media import ArrayFrames
 
     mouth = models.mouth
     frames, truth, track = clip["frames"], clip["truth"], clip["track"]
@@ -217,7 +209,7 @@ def _score_clip(models, clip: dict, crop_size: int) -> dict:
     ok = track.detected
 
     def retracked(images: np.ndarray) -> tuple[float, np.ndarray]:
-        t = track_source(ArrayFrames(images, clip["fps"]), crop_size)
+        t = stages.track(ArrayFrames(images, clip["fps"]), crop_size)
         good = t.detected & ok
         aligned = mouth.align(t.landmarks)
         lmd = lip_lmd(aligned[good], truth_aligned[good]) if good.any() else float("nan")

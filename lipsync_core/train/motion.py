@@ -135,7 +135,7 @@ class ReferencePool:
 
     def eval_reference(self, target: int, n: int):
         """The reference inference would take: the best voiced n-frame window of the speaker's other clips."""
-        from ..render.conditioning import choose_reference_window
+        from ..style import choose_reference_window
 
         others = [i for i in self.speakers[self.clips[target].speaker] if i != target]
         if not others:

@@ -77,9 +77,10 @@ def prepare_clip(video: Path, root: Path, out_dir: Path, options: PrepareOptions
     """Prepare one video; returns its metadata (raises on bad input)."""
     import torch
 
+    from .. import stages
     from ..audio import compute_features, load_audio_file
     from ..face import warp_to_crops
-    from ..pipeline import VideoFileFrames, track_source
+    from ..media import VideoFileFrames
 
     torch.set_num_threads(1)
     speaker = speaker_of(video, root)
@@ -96,7 +97,7 @@ def prepare_clip(video: Path, root: Path, out_dir: Path, options: PrepareOptions
         source.num_frames = len(track)
     else:
         tracker_options = {} if options.max_gap_frames is None else {"max_gap_frames": options.max_gap_frames}
-        track = track_source(source, options.crop_size, what=str(video), **tracker_options)
+        track = stages.track(source, options.crop_size, what=str(video), **tracker_options)
     # Audio: a lossless .wav twin next to the video wins over the compressed track inside it.
     wav = video.with_suffix(".wav")
     wave = load_audio_file(wav if wav.is_file() else video)

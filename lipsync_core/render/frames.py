@@ -1,0 +1,166 @@
+"""Stage 2 for chunks of frames: crop, mask, encode, sample the lower half, decode, paste back."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..face import paste_back, track_faces, warp_to_crops
+from ..face.align import MASK_FEATHER, MASK_POINTS
+from ..models.bundle import LipSyncModels, check_framing
+from ..models.precision import autocast_context
+from ..motion import MOUTH_INDICES, MouthModel, mouth_opening, procrustes_align
+from ..types import FaceAnalysis, LipMotion
+from .codec import LatentCodec
+from .conditioning import mask_lower_half, motion_windows, nearest_by_opening, with_clean_upper
+from .sampling import make_scheduler, sample_lower_half, shared_noise
+from .settings import RenderSettings
+
+# Where the paste mask's points sit among the mouth model's vertices (lips, then jaw).
+_MASK_IN_MOUTH = np.array([list(MOUTH_INDICES).index(i) for i in MASK_POINTS])
+
+CropGenerator = Callable[[torch.Tensor, np.ndarray], np.ndarray]  # (crops [n,S,S,3], output indices) -> crops
+
+
+class Stopwatch:
+    """Seconds spent per named stage (summed over chunks): the throughput split the CLI reports."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+@dataclass
+class FrameRenderer:
+    """Stage 2 for chunks of frames: crop, mask, encode, sample the lower half, decode, paste back.
+
+    Everything shared by all chunks (reference features, the one initial noise, the motion
+    windows) is computed once here, so the chunk size never changes the result.
+    """
+
+    models: LipSyncModels
+    codec: LatentCodec
+    analysis: FaceAnalysis
+    motion: LipMotion
+    source_indices: np.ndarray  # (T_out,) source frame of each output frame
+    reference_crops: np.ndarray  # (k, S, S, 3) float 0..1
+    settings: RenderSettings = field(default_factory=RenderSettings)
+    stopwatch: Stopwatch = field(default_factory=Stopwatch)
+    reference_openness: np.ndarray | None = None  # (k,) mouth opening of each reference; None: measured here
+
+    def __post_init__(self) -> None:
+        renderer = self.models.renderer
+        cfg = renderer.config
+        check_framing(cfg.crop_framing)
+        self.device = next(renderer.parameters()).device
+        src = self.source_indices
+        self.windows = torch.from_numpy(
+            motion_windows(self.motion.params, self.analysis.identity, self.analysis.rotations[src], cfg.motion_window)
+        )
+        with torch.inference_mode(), autocast_context(self.device, self.settings.precision):
+            ref = torch.from_numpy(np.ascontiguousarray(self.reference_crops, dtype=np.float32))
+            ref_latents = self.codec.encode(ref).to(self.device)
+            self.reference_features = renderer.encode_reference(ref_latents[None])
+        c, h, w = ref_latents.shape[1:]
+        self.noise = shared_noise((c, h, w), self.settings.seed, self.device)
+        self.reference_latents = ref_latents
+        if cfg.reference_concat:  # the copy path: per output frame, the reference nearest its driving opening
+            if self.reference_openness is None:
+                self.reference_openness = crop_openness(self.reference_crops, self.models.mouth)
+            driving = self.models.mouth.opening(self.motion.params, self.analysis.neutral)
+            self.aligned_reference = nearest_by_opening(self.reference_openness, driving)
+
+    def render(self, frames: np.ndarray, out_indices: np.ndarray, step_callback=None,
+               generate: CropGenerator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """frames [n, H, W, 3] (the source frames of output frames ``out_indices``) -> (frames, masks [n, H, W]).
+
+        Frames go through the networks in blocks aligned to absolute output indices
+        (``settings.render_batch`` frames each): a frame is always computed in the same batch,
+        so the result is bit-identical for any chunking whose chunks hold whole blocks
+        (:meth:`RenderSettings.io_chunk`). ``generate(crops, out_indices) -> crops`` replaces the
+        networks (the fidelity benchmark's resample-only, VAE-only and seam rows); cropping and
+        paste-back stay exactly as in a real run.
+        """
+        track = self.analysis.track
+        src = self.source_indices[out_indices]
+        transforms = track.crop_transforms[src]
+        usable = track.usable[src]
+        size = self.models.renderer.config.crop_size
+        out_crops = np.zeros((len(frames), size, size, 3), np.float32)
+        blocks = np.asarray(out_indices) // self.settings.render_batch
+        for block in np.unique(blocks):
+            todo = np.flatnonzero(usable & (blocks == block))
+            if not len(todo):
+                continue
+            with self.stopwatch("crop"):
+                crops = torch.from_numpy(warp_to_crops(frames[todo], transforms[todo], size))
+            if generate is None:
+                out_crops[todo] = self.render_crops(crops, out_indices[todo], step_callback)
+            else:
+                out_crops[todo] = generate(crops, out_indices[todo])
+        with self.stopwatch("paste back"):
+            out, masks = paste_back(
+                frames, out_crops, transforms, landmarks=track.landmarks[src], usable=usable,
+                feather=MASK_FEATHER if self.settings.feather is None else self.settings.feather,
+                color_match_strength=self.settings.color_match,
+                mask_points=self.generated_mouth_points(src, out_indices),
+            )
+        return out, masks
+
+    def generated_mouth_points(self, src: np.ndarray, out_indices: np.ndarray) -> np.ndarray:
+        """Image points (n, N, 2) of the lips and jaw the renderer is asked to draw: the paste mask covers
+        them as well as the frame's own, so a jaw opened wider than in the frame is repainted whole."""
+        mouth = self.models.mouth
+        pose = procrustes_align(self.analysis.track.landmarks[src], mouth.mean_face)
+        verts = mouth.decode(self.motion.params[out_indices], self.analysis.neutral)[:, _MASK_IN_MOUTH]
+        image = pose.scale[:, None, None] * np.einsum("tnj,tkj->tnk", verts, pose.rotation)
+        return (image + pose.translation[:, None, :])[..., :2]
+
+    def render_crops(self, crops: torch.Tensor, out_indices: np.ndarray, step_callback=None) -> np.ndarray:
+        """One batch of face crops [n, S, S, 3] of usable frames -> generated crops [n, S, S, 3] float 0..1
+        (``train eval`` renders its data set's crops with it)."""
+        clock, renderer = self.stopwatch, self.models.renderer
+        with torch.inference_mode(), autocast_context(self.device, self.settings.precision):
+            with clock("vae encode"):
+                context = self.codec.encode(mask_lower_half(crops)).to(self.device)
+                clean = self.codec.encode(crops).to(self.device)
+            motion = self.windows[out_indices].to(self.device, context.dtype)
+            refs = self.reference_features
+            aligned = None
+            if renderer.config.reference_concat:
+                aligned = self.reference_latents[torch.from_numpy(self.aligned_reference[out_indices])]
+
+            def denoiser(sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                return renderer(sample, t, motion, masked_latent=context, reference_features=refs,
+                                reference_latent=aligned)
+
+            with clock("denoise"):
+                latents = sample_lower_half(
+                    denoiser, context, self.noise, make_scheduler(self.settings.sampler), self.settings.steps,
+                    step_callback,
+                )
+            with clock("vae decode"):
+                return self.codec.decode(with_clean_upper(latents, clean)).float().cpu().numpy()
+
+
+def crop_openness(crops: np.ndarray, mouth: MouthModel) -> np.ndarray:
+    """Mouth opening (k,) of face crops given without their track (a style node's crops): tracked here;
+    a crop where no face is found counts as the median opening of the others (0 if none)."""
+    track = track_faces(np.asarray(crops), fps=25.0, crop_size=int(np.asarray(crops).shape[1]), smoothing=None)
+    opening = np.full(len(track), np.nan, np.float32)
+    if track.detected.any():
+        opening[track.detected] = mouth_opening(mouth.align(track.landmarks[track.detected]))
+    fill = float(np.nanmedian(opening)) if np.isfinite(opening).any() else 0.0
+    return np.where(np.isfinite(opening), opening, fill).astype(np.float32)
