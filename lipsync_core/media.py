@@ -104,7 +104,7 @@ def read_video(path: str | os.PathLike, what: str = "video") -> tuple[np.ndarray
     return np.concatenate(chunks), info.fps
 
 
-def _fps_fraction(fps: float) -> Fraction:
+def fps_fraction(fps: float) -> Fraction:
     """23.976 -> 24000/1001 etc.: NTSC rates exactly, others to the nearest 1/1000."""
     for base in (24, 30, 60, 120):
         if abs(fps - base * 1000 / 1001) < 1e-3:
@@ -243,7 +243,7 @@ class VideoWriter:
         return self
 
     def _open_streams(self, height: int, width: int) -> None:
-        stream = self._container.add_stream("libx264", rate=_fps_fraction(self.fps))
+        stream = self._container.add_stream("libx264", rate=fps_fraction(self.fps))
         stream.width, stream.height = width, height
         if width % 2 or height % 2:
             stream.pix_fmt = "yuv444p"

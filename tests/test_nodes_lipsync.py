@@ -15,9 +15,8 @@ from node_samples import NUM_FRAMES, model_inputs, render_kwargs, sample
 from lipsync_core.audio import LENGTH_POLICIES, duration_frames
 from lipsync_core.face import FACE_CHOICES, GAP_POLICIES
 from lipsync_core.models.attention import get_attention_override
-from lipsync_core.pipeline import MODEL_FILES
 from lipsync_core.render.sampling import SAMPLERS
-from lipsync_core.types import LipSyncInputError
+from lipsync_core.types import MODEL_FILES, LipSyncInputError
 from nodes import plumbing
 from nodes.audio_nodes import StyleLipSyncAudioFeatures, StyleLipSyncMatchLength
 from nodes.lipsync_models import DEMO_CHOICE, codec_for
