@@ -10,7 +10,9 @@ changed (same data, same seeds), so each row differs from its neighbour by exact
   image-gradient loss (the recipe's). Measured on the VAE-only and seam rows.
 - renderer (``--renderer-steps``, shorter than the recipe's 10k to fit a CPU): the first recipe (one noise
   and timestep per 5-frame sample, raw motion, no copy path) -> + motion normalisation -> + the aligned
-  reference copy path -> + per-frame noise and timesteps (the recipe's settings). Renderer and whole-job rows.
+  reference copy path -> + per-frame noise and timesteps -> + the mouth map -> + motion dropout, so that
+  inference can guide towards the motion (the recipe's settings).
+  Renderer and whole-job rows.
 - stage 1 (the recipe's steps): fixed reference length n = 128 vs random lengths 16..128 (the recipe's).
 
 Two variants train at a time (``--jobs 2``, one thread each). Prints one fidelity table per variant and
@@ -34,15 +36,19 @@ from lipsync_core.models.bundle import LipSyncModels  # noqa: E402
 from lipsync_core.train.fidelity import FidelityOptions, fidelity, markdown  # noqa: E402
 from lipsync_core.types import MODEL_FILES  # noqa: E402
 
-FIRST_RENDERER = {"normalise_motion": False, "shared_noise": True, "model": {"reference_concat": False}}
+FIRST_RENDERER = {"normalise_motion": False, "shared_noise": True,
+                  "model": {"reference_concat": False, "mouth_map_channels": 0, "motion_dropout": 0.0}}
+NO_MAP = {"model": {"mouth_map_channels": 0, "motion_dropout": 0.0}}
 VARIANTS = {
     "vae: attention, L1 (first)": ("vae", {"grad_weight": 0.0, "model": {"mid_block_add_attention": True}}),
     "vae: no attention, L1": ("vae", {"grad_weight": 0.0}),
     "vae: no attention, L1 + gradients (recipe)": ("vae", {}),
     "renderer: first recipe": ("renderer", FIRST_RENDERER),
     "renderer: + motion normalisation": ("renderer", {**FIRST_RENDERER, "normalise_motion": True}),
-    "renderer: + copy path": ("renderer", {"shared_noise": True}),
-    "renderer: + per-frame noise (recipe)": ("renderer", {}),
+    "renderer: + copy path": ("renderer", {**NO_MAP, "shared_noise": True}),
+    "renderer: + per-frame noise": ("renderer", NO_MAP),
+    "renderer: + mouth map": ("renderer", {"model": {"motion_dropout": 0.0}}),
+    "renderer: + motion dropout for guidance (recipe)": ("renderer", {}),
     "stage 1: fixed n = 128": ("motion", {"min_reference_frames": None}),
     "stage 1: random n 16..128 (recipe)": ("motion", {}),
 }

@@ -43,6 +43,9 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=d.steps, help=f"denoising steps (default {d.steps})")
     p.add_argument("--sampler", choices=SAMPLER_NAMES, default=d.sampler)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--guidance", type=float, default=d.guidance,
+                   help=f"how strongly the mouth follows the motion rather than the reference faces "
+                   f"(default {d.guidance}; 1 = no guidance; renderers trained without motion dropout ignore it)")
     p.add_argument("--chunk", type=int, default=d.chunk_size,
                    help="frames per chunk, rounded up to blocks of 8 (memory, never the result)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
@@ -60,13 +63,13 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
 
 # RenderSettings fields -> the flags that set them (its errors name the field).
 SETTING_FLAGS = {"sampler": "--sampler", "steps": "--steps", "seed": "--seed", "chunk_size": "--chunk",
-                 "precision": "--precision"}  # fmt: skip
+                 "precision": "--precision", "guidance": "--guidance"}  # fmt: skip
 
 
 def _settings(args) -> RenderSettings:
     try:
         return RenderSettings(sampler=args.sampler, steps=args.steps, seed=args.seed, chunk_size=args.chunk,
-                              precision=args.precision)  # fmt: skip
+                              precision=args.precision, guidance=args.guidance)  # fmt: skip
     except LipSyncInputError as exc:
         name, _, rest = str(exc).partition(": ")
         raise LipSyncInputError(f"{SETTING_FLAGS.get(name, name)}: {rest}") from None

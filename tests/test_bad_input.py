@@ -256,6 +256,7 @@ BATTERY: dict[str, Case] = {
     # --- bad arguments
     "args: --steps 0": fail("--steps", "at least 1", extra=("--steps", "0")),
     "args: --chunk 0": fail("--chunk", "at least 1", extra=("--chunk", "0")),
+    "args: --guidance -1": fail("--guidance", "from 0 to 10", extra=("--guidance", "-1")),
     "args: --steps not a number": fail("--steps", "invalid int", "--help", extra=("--steps", "ten")),
     "args: unknown sampler": fail("--sampler", "invalid choice", extra=("--sampler", "dpm9000")),
     "args: unknown length policy": fail("--length", "invalid choice", extra=("--length", "stretch")),

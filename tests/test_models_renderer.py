@@ -236,3 +236,41 @@ def test_bad_inputs_get_clear_messages():
         model.encode_reference(torch.randn(2, 1, 3, 16, 16))
     with pytest.raises(LipSyncInputError, match="motion_window"):
         LipRenderUNet(motion_window=4)
+
+
+def test_mouth_map_channels_option():
+    model = small(mouth_map_channels=3).eval()
+    assert model.in_channels == 4 + 1 + 3
+    batch = inputs(model)
+    with pytest.raises(LipSyncInputError, match="mouth_map"):
+        model(**batch)
+    closed = torch.zeros(2, 3, 16, 16)
+    opened = closed.clone()
+    opened[:, 1, 10:12, 6:10] = 1.0  # an opening drawn in the lower half
+    with torch.no_grad():
+        a, b = model(**batch, mouth_map=closed), model(**batch, mouth_map=opened)
+    assert a.shape == batch["sample"].shape and not torch.allclose(a, b)  # the map is read
+
+
+def test_guidance_contrasts_the_motion_with_its_absence():
+    model = small(mouth_map_channels=3, motion_dropout=0.1).eval()
+    batch = inputs(model)
+    drawn = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        plain = model(**batch, mouth_map=drawn)
+        still, blank = model.without_motion(batch["motion"], drawn)
+        uncond = model(**{**batch, "motion": still}, mouth_map=blank)
+        torch.testing.assert_close(model.guided(**batch, guidance=1.0, mouth_map=drawn), plain)
+        torch.testing.assert_close(model.guided(**batch, guidance=2.5, mouth_map=drawn),
+                                   uncond + 2.5 * (plain - uncond), atol=1e-5, rtol=1e-4)
+    assert blank.abs().sum() == 0 and torch.allclose(still, model.norm_motion_mean.expand_as(still))
+    # only the rows asked for are dropped
+    some, partial = model.without_motion(batch["motion"], drawn, torch.tensor([True, False]))
+    assert torch.equal(some[1], batch["motion"][1]) and torch.equal(partial[1], drawn[1]) and partial[0].sum() == 0
+
+
+def test_a_renderer_trained_without_motion_dropout_is_not_guided():
+    model = small().eval()
+    batch = inputs(model)
+    with torch.no_grad():
+        torch.testing.assert_close(model.guided(**batch, guidance=3.0), model(**batch))

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lipsync_core.models.io import load_model, save_model
+from lipsync_core.render.conditioning import MOUTH_MAP_CHANNELS
 from lipsync_core.train.basis import fit_basis
 from lipsync_core.train.common import read_log
 from lipsync_core.train.evaluate import EvalOptions, evaluate
@@ -20,7 +21,7 @@ from lipsync_core.train.vae import VAETrainConfig, build_vae, train_vae
 
 TINY_RENDERER = {"block_out_channels": [16, 32], "layers_per_block": 1, "cross_attention_levels": [False, True],
                  "attention_head_dim": 16, "motion_window": 5, "motion_hidden_dim": 16, "motion_code_dim": 32,
-                 "norm_groups": 8}
+                 "norm_groups": 8, "mouth_map_channels": MOUTH_MAP_CHANNELS}
 TINY_VAE = {"latent_channels": 4, "block_out_channels": [8, 16], "layers_per_block": 1, "norm_num_groups": 4}
 
 

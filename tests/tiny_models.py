@@ -21,6 +21,7 @@ from lipsync_core.models.motion import LipMotionTransformer
 from lipsync_core.models.renderer import LipRenderUNet
 from lipsync_core.motion import MouthModel
 from lipsync_core.types import MODEL_FILES
+from lipsync_core.render.conditioning import MOUTH_MAP_CHANNELS
 from tests.face_meshes import identity_mesh, talking_meshes
 
 FPS = 25.0
@@ -39,7 +40,7 @@ def tiny_models(seed: int = 0) -> LipSyncModels:
     renderer = LipRenderUNet(
         latent_channels=4, latent_size=16, crop_size=64, block_out_channels=(32, 64),
         cross_attention_levels=(False, True), attention_head_dim=16, identity_dim=mouth.identity_dim,
-        motion_hidden_dim=32, motion_code_dim=32, norm_groups=8,
+        motion_hidden_dim=32, motion_code_dim=32, norm_groups=8, mouth_map_channels=MOUTH_MAP_CHANNELS,
     ).eval()
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32, 32), norm_num_groups=8,

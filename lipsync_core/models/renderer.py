@@ -306,6 +306,8 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
         use_mask_channel: bool = True,
         use_masked_latent: bool = False,
         reference_concat: bool = False,
+        mouth_map_channels: int = 0,
+        motion_dropout: float = 0.0,
         motion_mean: tuple[float, ...] | None = None,
         motion_std: tuple[float, ...] | None = None,
         reference_positions: bool = True,
@@ -413,7 +415,7 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
     def in_channels(self) -> int:
         cfg = self.config
         latents = 1 + int(cfg.use_masked_latent) + int(cfg.reference_concat)
-        return cfg.latent_channels * latents + (1 if cfg.use_mask_channel else 0)
+        return cfg.latent_channels * latents + (1 if cfg.use_mask_channel else 0) + cfg.mouth_map_channels
 
     # ------------------------------------------------------------------ reference
     def encode_reference(self, reference_latents: torch.Tensor) -> ReferenceFeatures:
@@ -446,13 +448,18 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
         masked_latent: torch.Tensor | None = None,
         reference_features: ReferenceFeatures | None = None,
         reference_latent: torch.Tensor | None = None,
+        mouth_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """sample [B, C, h, w] (clean upper half, noisy lower half), timestep [B] or scalar,
         motion [B, W, 13 + identity_dim + rotation_dim] -> eps [B, C, h, w].
 
         reference_latent [B, C, h, w]: with ``reference_concat``, one reference face per sample (the one whose
         mouth opening is nearest the driving motion's) stacked as input channels: a copy path for appearance
-        detail that cross-attention at low resolution cannot carry (docs/DECISIONS.md)."""
+        detail that cross-attention at low resolution cannot carry (docs/DECISIONS.md).
+
+        mouth_map [B, mouth_map_channels, h, w]: with ``mouth_map_channels`` > 0, the lips the motion asks for
+        drawn at their place in the crop (``render.conditioning.mouth_map``): where the mouth goes, spatially,
+        beside the modulated convolutions' how (docs/DECISIONS.md)."""
         cfg = self.config
         if sample.dim() != 4 or sample.shape[1] != cfg.latent_channels:
             raise LipSyncInputError(
@@ -469,7 +476,7 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
                 f"rotation ({cfg.rotation_dim})])."
             )
         dtype = self.conv_in.weight.dtype
-        x = self._context(sample.to(dtype), masked_latent, reference_latent)
+        x = self._context(sample.to(dtype), masked_latent, reference_latent, mouth_map)
         t = torch.as_tensor(timestep, device=sample.device)
         if t.dim() == 0:
             t = t[None]
@@ -509,10 +516,58 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
                 hidden = self.upsamplers[i](F.interpolate(hidden, scale_factor=2.0, mode="nearest"))
         return self.conv_out(F.silu(self.norm_out(hidden)))
 
+    @property
+    def can_guide(self) -> bool:
+        """True when training dropped the motion now and then (``motion_dropout``): the model then also knows
+        the face without motion, and :meth:`guided` can push the output along the motion."""
+        return float(self.config.motion_dropout) > 0
+
+    def without_motion(self, motion: torch.Tensor, mouth_map: torch.Tensor | None,
+                       drop: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The motion condition removed (for ``drop`` [B] True rows, default all): motion windows set to the
+        training data's mean (zero after normalisation) and an empty mouth map. Training drops with
+        probability ``motion_dropout``; guidance contrasts with it."""
+        mean = self.norm_motion_mean.to(motion)
+        keep = None if drop is None else ~drop.to(motion.device)
+        motion = mean.expand_as(motion) if keep is None else torch.where(keep[:, None, None], motion, mean)
+        if mouth_map is not None:
+            mouth_map = torch.zeros_like(mouth_map) if keep is None else mouth_map * keep[:, None, None, None]
+        return motion, mouth_map
+
+    def guided(self, sample: torch.Tensor, timestep: torch.Tensor, motion: torch.Tensor, guidance: float = 1.0,
+               masked_latent: torch.Tensor | None = None, reference_features: ReferenceFeatures | None = None,
+               reference_latent: torch.Tensor | None = None, mouth_map: torch.Tensor | None = None,
+               reference_latents: torch.Tensor | None = None) -> torch.Tensor:
+        """eps with classifier-free guidance on the motion: eps(no motion) + g * (eps(motion) - eps(no motion)).
+
+        g > 1 makes the mouth follow the motion more than the references (which pull it towards their own
+        mouths); g = 1, or a renderer trained without ``motion_dropout``, is the plain forward. One batched call.
+        """
+        if reference_features is None and reference_latents is not None:
+            reference_features = self.encode_reference(reference_latents)
+        kwargs = {"masked_latent": masked_latent, "reference_features": reference_features,
+                  "reference_latent": reference_latent}
+        if guidance == 1.0 or not self.can_guide:
+            return self(sample, timestep, motion, mouth_map=mouth_map, **kwargs)
+        still, blank = self.without_motion(motion, mouth_map)
+        b = sample.shape[0]
+        if reference_features is not None and reference_features.batch == b and b > 1:
+            kwargs["reference_features"] = ReferenceFeatures([t.repeat(2, 1, 1) for t in reference_features.tokens],
+                                                             reference_features.sizes)
+        for name in ("masked_latent", "reference_latent"):
+            if kwargs[name] is not None:
+                kwargs[name] = kwargs[name].repeat(2, 1, 1, 1)
+        t = torch.as_tensor(timestep, device=sample.device)
+        t = (t[None] if t.dim() == 0 else t).expand(b).repeat(2)
+        both = self(sample.repeat(2, 1, 1, 1), t, torch.cat([motion, still]),
+                    mouth_map=None if mouth_map is None else torch.cat([mouth_map, blank]), **kwargs)
+        cond, uncond = both[:b], both[b:]
+        return uncond + guidance * (cond - uncond)
+
     def _context(self, sample: torch.Tensor, masked_latent: torch.Tensor | None,
-                 reference_latent: torch.Tensor | None = None) -> torch.Tensor:
+                 reference_latent: torch.Tensor | None = None, mouth_map: torch.Tensor | None = None) -> torch.Tensor:
         """Stack the extra context channels (docs/DECISIONS.md): masked-frame latent, the aligned reference
-        latent and the lower-half mask."""
+        latent, the lower-half mask and the mouth map."""
         cfg = self.config
         b, _, h, w = sample.shape
         parts = [sample]
@@ -528,4 +583,10 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
             parts.append(latent.to(sample.dtype))
         if cfg.use_mask_channel:
             parts.append(lower_half_mask(h, w, sample.device, sample.dtype).expand(b, 1, h, w))
+        if cfg.mouth_map_channels:
+            want = (b, cfg.mouth_map_channels, h, w)
+            if mouth_map is None or tuple(mouth_map.shape) != want:
+                got = None if mouth_map is None else tuple(mouth_map.shape)
+                raise LipSyncInputError(f"mouth_map is {got}; this renderer needs it with shape {want}.")
+            parts.append(mouth_map.to(sample.dtype))
         return torch.cat(parts, dim=1) if len(parts) > 1 else sample

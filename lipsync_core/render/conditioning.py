@@ -2,7 +2,8 @@
 
 - the masked input face (lower half blanked) whose latent gives the clean upper context;
 - the motion windows: per frame, a window of [mouth params, identity code, head rotation];
-- the reference faces: a few frames of the same video spread over mouth openness (IP_LAP).
+- the reference faces: a few frames of the same video spread over mouth openness (IP_LAP);
+- the mouth map: the lips the motion asks for, drawn where they go in the crop (our addition, DECISIONS).
 """
 
 from __future__ import annotations
@@ -10,7 +11,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..face import topology
+from ..motion import MOUTH_INDICES, MouthModel, procrustes_align
 from ..types import LipSyncInputError
+
+# Channels of the mouth map: the outer-lip region (lips and opening), the opening alone, and the jaw below
+# the mouth (its outline closed by the chord under the mouth corners), which drops as the mouth opens.
+MOUTH_MAP_POLYGONS = (topology.LIPS_OUTER, topology.LIPS_INNER, topology.LOWER_JAW)
+MOUTH_MAP_CHANNELS = len(MOUTH_MAP_POLYGONS)
+MOUTH_MAP_SUPERSAMPLE = 4  # sub-cells per latent cell and axis: the map's values are area coverages
+_POLYGON_VERTICES = [[list(MOUTH_INDICES).index(i) for i in polygon] for polygon in MOUTH_MAP_POLYGONS]
 
 
 def mask_lower_half(crops: torch.Tensor) -> torch.Tensor:
@@ -93,3 +103,55 @@ def with_clean_upper(generated: torch.Tensor, clean: torch.Tensor) -> torch.Tens
     """
     split = generated.shape[-2] // 2
     return torch.cat([clean[..., :split, :].to(generated.dtype), generated[..., split:, :]], dim=-2)
+
+
+def mouth_image_points(mouth: MouthModel, landmarks: np.ndarray, params: np.ndarray, neutral: np.ndarray
+                       ) -> np.ndarray:
+    """Image points (T, V, 2) of the mouth (lips, then jaw) that ``params`` decode to on the person's neutral
+    face, placed with each frame's own head pose (from its landmarks (T, 478, 3)): where the motion's lips go."""
+    pose = procrustes_align(np.asarray(landmarks, np.float32), mouth.mean_face)
+    verts = mouth.decode(np.asarray(params, np.float32), neutral)
+    image = pose.scale[:, None, None] * np.einsum("tnj,tkj->tnk", verts, pose.rotation)
+    return (image + pose.translation[:, None, :])[..., :2].astype(np.float32)
+
+
+def to_crop(points: np.ndarray, crop_transforms: np.ndarray) -> np.ndarray:
+    """Image points (T, N, 2) -> crop pixels through each frame's image->crop similarity (T, 2, 3)."""
+    m = np.asarray(crop_transforms, np.float32)
+    return np.einsum("tij,tnj->tni", m[:, :, :2], points) + m[:, None, :, 2]
+
+
+def mouth_map(crop_points: np.ndarray, crop_size: int, latent_size: int, chunk: int = 64) -> np.ndarray:
+    """Mouth points in crop pixels (T, V, 2) -> the renderer's mouth map (T, C, h, w) float32 in 0..1.
+
+    Each channel is a polygon's area coverage per latent cell (``MOUTH_MAP_SUPERSAMPLE``^2 samples a cell):
+    the outer-lip region, the opening and the jaw under the mouth. Training draws it from the frame's true
+    mouth params, inference from the predicted ones, with the same function, so the renderer learns to put
+    the lips exactly there.
+    """
+    pts = np.asarray(crop_points, np.float32)
+    if pts.ndim != 3 or pts.shape[1] != len(MOUTH_INDICES) or pts.shape[2] != 2:
+        raise LipSyncInputError(f"mouth points have shape {pts.shape}; expected (T, {len(MOUTH_INDICES)}, 2).")
+    res = latent_size * MOUTH_MAP_SUPERSAMPLE
+    centres = (torch.arange(res, dtype=torch.float32) + 0.5) * (crop_size / res) - 0.5  # crop-pixel coordinates
+    gy, gx = torch.meshgrid(centres, centres, indexing="ij")
+    grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=-1)  # [P, 2]
+    out = np.zeros((len(pts), MOUTH_MAP_CHANNELS, latent_size, latent_size), np.float32)
+    for c, idx in enumerate(_POLYGON_VERTICES):
+        for start in range(0, len(pts), chunk):
+            poly = torch.from_numpy(pts[start:start + chunk, idx])  # [t, E, 2]
+            inside = _inside(poly, grid).float().view(-1, 1, res, res)
+            cover = torch.nn.functional.avg_pool2d(inside, MOUTH_MAP_SUPERSAMPLE)
+            out[start:start + chunk, c] = cover[:, 0].numpy()
+    return out
+
+
+def _inside(poly: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Even-odd rule: [t, E, 2] closed polygons, [P, 2] points -> [t, P] inside."""
+    a, b = poly, poly.roll(-1, dims=1)
+    ax, ay, bx, by = (v[..., None] for v in (a[..., 0], a[..., 1], b[..., 0], b[..., 1]))  # [t, E, 1]
+    px, py = grid[:, 0], grid[:, 1]  # [P]
+    straddles = (ay > py) != (by > py)  # [t, E, P]
+    x_cross = ax + (py - ay) * (bx - ax) / torch.where(by == ay, torch.ones_like(by), by - ay)
+    crossings = (straddles & (px < x_cross)).sum(dim=1)
+    return crossings % 2 == 1

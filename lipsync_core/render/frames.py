@@ -14,10 +14,18 @@ from ..face import paste_back, track_faces, warp_to_crops
 from ..face.align import MASK_FEATHER, MASK_POINTS
 from ..models.bundle import LipSyncModels, check_framing
 from ..models.precision import autocast_context
-from ..motion import MOUTH_INDICES, MouthModel, mouth_opening, procrustes_align
+from ..motion import MOUTH_INDICES, MouthModel, mouth_opening
 from ..types import FaceAnalysis, LipMotion
 from .codec import LatentCodec
-from .conditioning import mask_lower_half, motion_windows, nearest_by_opening, with_clean_upper
+from .conditioning import (
+    mask_lower_half,
+    motion_windows,
+    mouth_image_points,
+    mouth_map,
+    nearest_by_opening,
+    to_crop,
+    with_clean_upper,
+)
 from .sampling import make_scheduler, sample_lower_half, shared_noise
 from .settings import RenderSettings
 
@@ -115,18 +123,16 @@ class FrameRenderer:
                 frames, out_crops, transforms, landmarks=track.landmarks[src], usable=usable,
                 feather=MASK_FEATHER if self.settings.feather is None else self.settings.feather,
                 color_match_strength=self.settings.color_match,
-                mask_points=self.generated_mouth_points(src, out_indices),
+                mask_points=self.generated_mouth_points(src, out_indices)[:, _MASK_IN_MOUTH],
             )
         return out, masks
 
     def generated_mouth_points(self, src: np.ndarray, out_indices: np.ndarray) -> np.ndarray:
-        """Image points (n, N, 2) of the lips and jaw the renderer is asked to draw: the paste mask covers
-        them as well as the frame's own, so a jaw opened wider than in the frame is repainted whole."""
-        mouth = self.models.mouth
-        pose = procrustes_align(self.analysis.track.landmarks[src], mouth.mean_face)
-        verts = mouth.decode(self.motion.params[out_indices], self.analysis.neutral)[:, _MASK_IN_MOUTH]
-        image = pose.scale[:, None, None] * np.einsum("tnj,tkj->tnk", verts, pose.rotation)
-        return (image + pose.translation[:, None, :])[..., :2]
+        """Image points (n, V, 2) of the lips and jaw the renderer is asked to draw, in each source frame's pose:
+        the paste mask covers them as well as the frame's own (a jaw opened wider than in the frame is repainted
+        whole) and the mouth map draws them."""
+        return mouth_image_points(self.models.mouth, self.analysis.track.landmarks[src],
+                                  self.motion.params[out_indices], self.analysis.neutral)
 
     def render_crops(self, crops: torch.Tensor, out_indices: np.ndarray, step_callback=None) -> np.ndarray:
         """One batch of face crops [n, S, S, 3] of usable frames -> generated crops [n, S, S, 3] float 0..1
@@ -138,13 +144,20 @@ class FrameRenderer:
                 clean = self.codec.encode(crops).to(self.device)
             motion = self.windows[out_indices].to(self.device, context.dtype)
             refs = self.reference_features
-            aligned = None
-            if renderer.config.reference_concat:
+            aligned = drawn = None
+            cfg = renderer.config
+            if cfg.reference_concat:
                 aligned = self.reference_latents[torch.from_numpy(self.aligned_reference[out_indices])]
+            if cfg.mouth_map_channels:  # the lips the motion asks for, where they go in each crop
+                src = self.source_indices[out_indices]
+                points = to_crop(self.generated_mouth_points(src, out_indices),
+                                 self.analysis.track.crop_transforms[src])
+                drawn = torch.from_numpy(mouth_map(points, cfg.crop_size, context.shape[-1]))
+                drawn = drawn.to(self.device, context.dtype)
 
             def denoiser(sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                return renderer(sample, t, motion, masked_latent=context, reference_features=refs,
-                                reference_latent=aligned)
+                return renderer.guided(sample, t, motion, self.settings.guidance, masked_latent=context,
+                                       reference_features=refs, reference_latent=aligned, mouth_map=drawn)
 
             with clock("denoise"):
                 latents = sample_lower_half(

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from ..types import PRECISIONS, SAMPLER_NAMES, LipSyncInputError
 
+MAX_GUIDANCE = 10.0
+
 
 @dataclass
 class RenderSettings:
@@ -30,6 +32,9 @@ class RenderSettings:
     color_match: float = 0.5
     reference_images: int = 3
     feather: float | None = None  # IOD units: the paste mask's soft edge; None: face.align.MASK_FEATHER
+    # Classifier-free guidance on the motion (renderers trained with motion dropout; others ignore it):
+    # > 1 makes the mouth follow the motion rather than the reference faces' mouths.
+    guidance: float = 2.0
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLER_NAMES:
@@ -50,6 +55,11 @@ class RenderSettings:
             if not isinstance(value, numbers.Real) or not math.isfinite(value) or not 0.0 <= value <= 1.0:
                 raise LipSyncInputError(f"{name}: got {value!r}; use a number from 0 to 1 "
                                         f"(default {getattr(RenderSettings, name)}).")  # fmt: skip
+
+        value = self.guidance
+        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0.0 <= value <= MAX_GUIDANCE:
+            raise LipSyncInputError(f"guidance: got {value!r}; use a number from 0 to {MAX_GUIDANCE:g} "
+                                    f"(default {RenderSettings.guidance}; 1 = no guidance).")  # fmt: skip
 
     def io_chunk(self) -> int:
         """``chunk_size`` rounded up to whole render blocks, so chunking never changes a frame."""

@@ -39,6 +39,7 @@ class EvalOptions:
     steps: int = 20
     sampler: str = "dpmpp_2m"
     seed: int = 0
+    guidance: float = RenderSettings.guidance
     leakage_threshold: float | None = None  # IOD units above the closed level; None: calibrated on the truth
     leakage_margin_frames: int = 1
     padded_silence_s: float = 1.0  # digital silence added before and after each clip for a second leakage test
@@ -164,14 +165,14 @@ def render_metrics(models_dir: Path, mouth: MouthModel, data_dir, model, options
     from ..models.bundle import LipSyncModels
     from ..render.conditioning import choose_reference_frames, frames_away_from
     from ..render.frames import FrameRenderer
-    from ..render.settings import RenderSettings
 
     bundle = LipSyncModels(motion=model, renderer=load_model(models_dir / "renderer.safetensors", "renderer",
                                                              options.device),
                            mouth=mouth, vae=load_model(models_dir / "vae.safetensors", "vae", options.device))
     cfg = bundle.renderer.config
     codec = bundle.codec()
-    settings = RenderSettings(sampler=options.sampler, steps=options.steps, seed=options.seed)
+    settings = RenderSettings(sampler=options.sampler, steps=options.steps, seed=options.seed,
+                              guidance=options.guidance)
     clips = load_dataset(data_dir, with_crops=True)
     mclips = motion_clips(clips, mouth)
     pool = ReferencePool(mclips)

@@ -36,6 +36,7 @@ from ..face import topology
 from ..face.template import eye_centres
 from ..media import read_video
 from ..motion import lip_lmd, mouth_opening
+from ..render.settings import RenderSettings
 from ..types import LipMotion
 
 ROWS = ("resample", "vae", "seam", "renderer", "whole job")
@@ -59,6 +60,7 @@ class FidelityOptions:
     steps: int = 10
     sampler: str = "ddim"
     seed: int = 0
+    guidance: float = RenderSettings.guidance
     rows: tuple[str, ...] = ROWS
 
 
@@ -144,7 +146,6 @@ def _clip_rows(models, codec, video_path: Path, options: FidelityOptions) -> dic
     from ..media import ArrayFrames
     from ..pipeline import JobOptions, lipsync
     from ..render.conditioning import mask_lower_half
-    from ..render.settings import RenderSettings
     from ..types import FaceAnalysis
 
     frames, fps = read_video(video_path)
@@ -153,7 +154,8 @@ def _clip_rows(models, codec, video_path: Path, options: FidelityOptions) -> dic
         frames, truth = frames[: options.max_frames], truth[: options.max_frames]
     wave = load_audio_file(video_path.with_suffix(".wav"))
     wave = wave[: int(round(len(frames) / fps * TARGET_RATE))]
-    settings = RenderSettings(sampler=options.sampler, steps=options.steps, seed=options.seed)
+    settings = RenderSettings(sampler=options.sampler, steps=options.steps, seed=options.seed,
+                              guidance=options.guidance)
     crop_size = models.renderer.config.crop_size
     source = ArrayFrames(frames, fps)
     track = stages.track(source, crop_size)

@@ -30,11 +30,15 @@ from ..models.io import save_model
 from ..models.renderer import LipRenderUNet, ReferenceFeatures, renderer_loss
 from ..render.codec import DiffusersVAECodec
 from ..render.conditioning import (
+    MOUTH_MAP_CHANNELS,
     choose_reference_frames,
     frames_away_from,
     mask_lower_half,
     motion_windows,
+    mouth_image_points,
+    mouth_map,
     nearest_by_opening,
+    to_crop,
 )
 from ..render.sampling import DEFAULT_NOISE_SCHEDULE
 from ..types import LipSyncInputError
@@ -46,14 +50,16 @@ RENDERER_PRESETS: dict[str, dict] = {
     "full": {
         "model": {"block_out_channels": [128, 256, 512], "layers_per_block": 2,
                   "cross_attention_levels": [False, True, True], "attention_head_dim": 64, "motion_window": 5,
-                  "motion_hidden_dim": 128, "motion_code_dim": 256, "norm_groups": 32, "reference_concat": True},
+                  "motion_hidden_dim": 128, "motion_code_dim": 256, "norm_groups": 32, "reference_concat": True,
+                  "mouth_map_channels": MOUTH_MAP_CHANNELS, "motion_dropout": 0.15},
         "batch_size": 8, "frames": 5, "steps": 200_000, "lr": 1e-4, "warmup": 1000, "ema_decay": 0.9999,
         "checkpoint_every": 5000, "log_every": 100,
     },
     "demo": {
         "model": {"block_out_channels": [48, 96], "layers_per_block": 1, "cross_attention_levels": [False, True],
                   "attention_head_dim": 24, "motion_window": 5, "motion_hidden_dim": 64, "motion_code_dim": 128,
-                  "norm_groups": 16, "mid_cross_attention": True, "reference_concat": True},
+                  "norm_groups": 16, "mid_cross_attention": True, "reference_concat": True,
+                  "mouth_map_channels": MOUTH_MAP_CHANNELS, "motion_dropout": 0.15},
         # lr 1e-3 over 3e-4: held-out val loss 0.052 vs 0.067 and PSNR 16.4 vs 15.5 dB after 2500 steps (DECISIONS).
         # 6000 steps: a step costs 0.28 s on one thread of this project's CPU today, and the recipe has 45 min.
         "batch_size": 4, "frames": 5, "steps": 6_000, "lr": 1e-3, "warmup": 100, "ema_decay": 0.995,
@@ -81,6 +87,7 @@ class RendererTrainConfig(PresetConfig):
     normalise_motion: bool = True  # motion features scaled by the data's statistics (stored in the config)
     shared_noise: bool = False  # True: the 5 frames of a sample share one noise and one timestep (the first way)
     mouth_loss_weight: float = 0.0  # extra loss weight on the mouth's latent positions (0: plain MSE)
+    random_copy_reference: float = 0.0  # share of frames whose copy-path reference is any of the k, not the nearest
     val_samples: int = 8  # fixed samples whose loss is logged (a smooth curve for tests and plots)
     log_every: int = 100
     checkpoint_every: int = 5000
@@ -113,15 +120,17 @@ class RenderClip:
     usable: np.ndarray
     openness: np.ndarray
     starts: np.ndarray  # valid start frames of a ``frames``-long all-usable run
+    mouth_maps: torch.Tensor  # [T, MOUTH_MAP_CHANNELS, h, w] float16: each frame's own mouth, drawn
 
 
 class RendererSampler:
-    def __init__(self, clips: list[RenderClip], frames: int, reference_images: int, shared_noise: bool = False
-                 ) -> None:
+    def __init__(self, clips: list[RenderClip], frames: int, reference_images: int, shared_noise: bool = False,
+                 random_copy_reference: float = 0.0, motion_dropout: float = 0.0) -> None:
         self.clips = [c for c in clips if len(c.starts)]
         if not self.clips:
             raise LipSyncInputError(f"data: no clip has {frames} consecutive usable frames for the renderer.")
         self.frames, self.k, self.shared_noise = frames, reference_images, shared_noise
+        self.random_copy_reference, self.motion_dropout = random_copy_reference, motion_dropout
         w = np.array([len(c.starts) for c in self.clips], np.float64)
         self.p = w / w.sum()
 
@@ -132,6 +141,9 @@ class RendererSampler:
         refs = choose_reference_frames(c.openness, frames_away_from(c.usable, range(s, s + self.frames)), self.k)
         refs = np.resize(refs, self.k)  # a short clip may give fewer distinct frames: repeat them
         aligned = refs[nearest_by_opening(c.openness[refs], c.openness[span])]
+        if self.random_copy_reference > 0:  # the reference's mouth must not stand in for the motion's
+            swap = rng.random(self.frames) < self.random_copy_reference
+            aligned = np.where(swap, refs[rng.integers(0, len(refs), self.frames)], aligned)
         draws = 1 if self.shared_noise else self.frames
         steps = DEFAULT_NOISE_SCHEDULE["num_train_timesteps"]
         noise = rng.standard_normal((draws,) + tuple(c.latents.shape[1:])).astype(np.float32)
@@ -141,8 +153,10 @@ class RendererSampler:
             "motion": torch.from_numpy(c.motion[span].astype(np.float32)),
             "reference": c.latents[torch.from_numpy(refs)].float(),
             "aligned_reference": c.latents[torch.from_numpy(aligned)].float(),
+            "mouth_map": c.mouth_maps[span].float(),
             "noise": torch.from_numpy(noise).expand(self.frames, *noise.shape[1:]).contiguous(),
             "timestep": torch.from_numpy(timesteps).expand(self.frames).contiguous(),
+            "drop_motion": torch.from_numpy(rng.random(self.frames) < self.motion_dropout),
         }
 
 
@@ -191,8 +205,12 @@ class RendererLoss(nn.Module):
         cfg = self.model.config
         masked = zm.flatten(0, 1) if cfg.use_masked_latent else None
         aligned = batch["aligned_reference"].flatten(0, 1) if cfg.reference_concat else None
-        eps = self.model(sample, t.flatten(), motion.flatten(0, 1), masked_latent=masked, reference_features=feats,
-                         reference_latent=aligned)
+        drawn = batch["mouth_map"].flatten(0, 1) if cfg.mouth_map_channels else None
+        motion = motion.flatten(0, 1)
+        if cfg.motion_dropout > 0:  # some frames without motion: what guidance contrasts with
+            motion, drawn = self.model.without_motion(motion, drawn, batch["drop_motion"].flatten())
+        eps = self.model(sample, t.flatten(), motion, masked_latent=masked, reference_features=feats,
+                         reference_latent=aligned, mouth_map=drawn)
         return renderer_loss(eps, eps_true, self.loss_weight)
 
 
@@ -204,8 +222,12 @@ def build_render_clips(data_dir, mouth, codec, window: int, frames: int, progres
         a = c.analyse(mouth)
         z, zm = encode_crops(codec, c.crops)
         runs = np.convolve(c.usable.astype(int), np.ones(frames, int), mode="valid") == frames
+        maps = torch.zeros((len(z), MOUTH_MAP_CHANNELS) + tuple(z.shape[-2:]), dtype=torch.float16)
+        u = np.flatnonzero(c.usable)  # frames without a face are never a target
+        points = to_crop(mouth_image_points(mouth, c.landmarks[u], a.params[u], a.neutral), c.crop_transforms[u])
+        maps[torch.from_numpy(u)] = torch.from_numpy(mouth_map(points, c.crop_size, z.shape[-1])).half()
         out.append(RenderClip(z, zm, motion_windows(a.params, a.identity, a.rotations, window), c.usable,
-                              a.openness, np.flatnonzero(runs)))
+                              a.openness, np.flatnonzero(runs), maps))
     return out
 
 
@@ -268,7 +290,8 @@ def train_renderer(
                            motion_stats(clips) if config.normalise_motion else None)
     ema = EMAModel(model.parameters(), decay=config.ema_decay)
     ema.to(accelerator.device)
-    sampler = RendererSampler(clips, config.frames, config.reference_images, config.shared_noise)
+    sampler = RendererSampler(clips, config.frames, config.reference_images, config.shared_noise,
+                              config.random_copy_reference, float(model.config.motion_dropout))
     # checkpoints, logs, config: apart per stage (several stages may share out)
     loss = RendererLoss(model, config.mouth_loss_weight)
     run = start_run("renderer", accelerator, loss, sampler, config, out / "renderer_run", data_dir,
