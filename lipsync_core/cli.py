@@ -46,6 +46,9 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=d.guidance,
                    help=f"how strongly the mouth follows the motion rather than the reference faces "
                    f"(default {d.guidance}; 1 = no guidance; renderers trained without motion dropout ignore it)")
+    p.add_argument("--guided-steps", type=float, default=d.guided_steps,
+                   help=f"share of the denoising steps that are guided, the noisiest first (default {d.guided_steps};"
+                   " each guided step costs two)")
     p.add_argument("--chunk", type=int, default=d.chunk_size,
                    help="frames per chunk, rounded up to blocks of 8 (memory, never the result)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
@@ -63,13 +66,14 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
 
 # RenderSettings fields -> the flags that set them (its errors name the field).
 SETTING_FLAGS = {"sampler": "--sampler", "steps": "--steps", "seed": "--seed", "chunk_size": "--chunk",
-                 "precision": "--precision", "guidance": "--guidance"}  # fmt: skip
+                 "precision": "--precision", "guidance": "--guidance", "guided_steps": "--guided-steps"}  # fmt: skip
 
 
 def _settings(args) -> RenderSettings:
     try:
         return RenderSettings(sampler=args.sampler, steps=args.steps, seed=args.seed, chunk_size=args.chunk,
-                              precision=args.precision, guidance=args.guidance)  # fmt: skip
+                              precision=args.precision, guidance=args.guidance,
+                              guided_steps=args.guided_steps)  # fmt: skip
     except LipSyncInputError as exc:
         name, _, rest = str(exc).partition(": ")
         raise LipSyncInputError(f"{SETTING_FLAGS.get(name, name)}: {rest}") from None

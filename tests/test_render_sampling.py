@@ -104,3 +104,29 @@ def test_nearest_reference_by_opening():
     from lipsync_core.render.conditioning import nearest_by_opening
 
     assert nearest_by_opening([0.0, 0.3, 0.1], [0.29, 0.0, 0.12, 0.2]).tolist() == [1, 0, 2, 1]
+
+
+def test_guided_steps_are_the_noisiest_first():
+    import math
+
+    from lipsync_core.render.sampling import last_guided_timestep
+
+    scheduler = make_scheduler("ddim")
+    scheduler.set_timesteps(10)
+    steps = [float(t) for t in scheduler.timesteps]  # 999 ... 99
+    assert last_guided_timestep("ddim", 10, 0.5) == steps[4]
+    assert last_guided_timestep("ddim", 10, 1.0) == steps[-1]
+    assert last_guided_timestep("ddim", 10, 0.0) == math.inf
+    three = make_scheduler("ddim")
+    three.set_timesteps(3)
+    assert last_guided_timestep("ddim", 3, 0.5) == float(three.timesteps[1])  # 1.5 steps round up to 2
+    guided = [t for t in steps if t >= last_guided_timestep("ddim", 10, 0.3)]
+    assert len(guided) == 3 and guided == steps[:3]
+
+
+def test_guided_steps_setting_is_a_share():
+    from lipsync_core.render.settings import RenderSettings
+
+    assert RenderSettings(guided_steps=0.0).guided_steps == 0.0
+    with pytest.raises(LipSyncInputError, match="guided_steps"):
+        RenderSettings(guided_steps=1.5)

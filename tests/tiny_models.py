@@ -20,8 +20,8 @@ from lipsync_core.models.io import save_model
 from lipsync_core.models.motion import LipMotionTransformer
 from lipsync_core.models.renderer import LipRenderUNet
 from lipsync_core.motion import MouthModel
-from lipsync_core.types import MODEL_FILES
 from lipsync_core.render.conditioning import MOUTH_MAP_CHANNELS
+from lipsync_core.types import MODEL_FILES
 from tests.face_meshes import identity_mesh, talking_meshes
 
 FPS = 25.0

@@ -26,7 +26,7 @@ from .conditioning import (
     to_crop,
     with_clean_upper,
 )
-from .sampling import make_scheduler, sample_lower_half, shared_noise
+from .sampling import last_guided_timestep, make_scheduler, sample_lower_half, shared_noise
 from .settings import RenderSettings
 
 # Where the paste mask's points sit among the mouth model's vertices (lips, then jaw).
@@ -155,8 +155,12 @@ class FrameRenderer:
                 drawn = torch.from_numpy(mouth_map(points, cfg.crop_size, context.shape[-1]))
                 drawn = drawn.to(self.device, context.dtype)
 
+            settings = self.settings
+            guided_down_to = last_guided_timestep(settings.sampler, settings.steps, settings.guided_steps)
+
             def denoiser(sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                return renderer.guided(sample, t, motion, self.settings.guidance, masked_latent=context,
+                guidance = settings.guidance if float(t.flatten()[0]) >= guided_down_to else 1.0
+                return renderer.guided(sample, t, motion, guidance, masked_latent=context,
                                        reference_features=refs, reference_latent=aligned, mouth_map=drawn)
 
             with clock("denoise"):

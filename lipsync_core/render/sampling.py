@@ -9,6 +9,7 @@ model, the noise apart from the loop, so chunking cannot change a result.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +69,18 @@ def shared_noise(
     lower = height - height // 2
     noise = torch.randn((1, channels, lower, width), generator=generator, dtype=torch.float32)
     return noise.to(device=device, dtype=dtype)
+
+
+def last_guided_timestep(sampler: str, num_steps: int, share: float) -> float:
+    """The smallest timestep that is still guided when the first ``share`` of ``num_steps`` steps (the noisiest,
+    where the mouth's shape is decided) are: guidance doubles a step's work, and the late steps only refine
+    texture. ``inf`` when no step is guided."""
+    count = math.ceil(share * num_steps - 1e-9)
+    if count <= 0:
+        return math.inf
+    scheduler = make_scheduler(sampler)
+    scheduler.set_timesteps(num_steps)
+    return float(scheduler.timesteps[min(count, num_steps) - 1])
 
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

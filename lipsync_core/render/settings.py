@@ -34,7 +34,8 @@ class RenderSettings:
     feather: float | None = None  # IOD units: the paste mask's soft edge; None: face.align.MASK_FEATHER
     # Classifier-free guidance on the motion (renderers trained with motion dropout; others ignore it):
     # > 1 makes the mouth follow the motion rather than the reference faces' mouths.
-    guidance: float = 2.0
+    guidance: float = 3.0
+    guided_steps: float = 0.5  # share of the denoising steps that are guided, the noisiest first
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLER_NAMES:
@@ -48,7 +49,7 @@ class RenderSettings:
                 default = getattr(RenderSettings, name)
                 raise LipSyncInputError(f"{name}: got {value!r}; use a whole number of at least {low} "
                                         f"(default {default}).")  # fmt: skip
-        for name in ("color_match", "feather"):
+        for name in ("color_match", "feather", "guided_steps"):
             value = getattr(self, name)
             if name == "feather" and value is None:
                 continue

@@ -24,6 +24,7 @@ import torch
 
 from ..models.io import load_model
 from ..motion import MouthModel, lip_lmd
+from ..render.settings import RenderSettings
 from ..synthetic.sync_check import audio_envelope, lag_correlations
 from ..types import LipMotion, LipSyncInputError
 from .dataset import SAMPLE_RATE, load_dataset

@@ -61,6 +61,7 @@ class FidelityOptions:
     sampler: str = "ddim"
     seed: int = 0
     guidance: float = RenderSettings.guidance
+    guided_steps: float = RenderSettings.guided_steps
     rows: tuple[str, ...] = ROWS
 
 
@@ -155,7 +156,7 @@ def _clip_rows(models, codec, video_path: Path, options: FidelityOptions) -> dic
     wave = load_audio_file(video_path.with_suffix(".wav"))
     wave = wave[: int(round(len(frames) / fps * TARGET_RATE))]
     settings = RenderSettings(sampler=options.sampler, steps=options.steps, seed=options.seed,
-                              guidance=options.guidance)
+                              guidance=options.guidance, guided_steps=options.guided_steps)
     crop_size = models.renderer.config.crop_size
     source = ArrayFrames(frames, fps)
     track = stages.track(source, crop_size)
