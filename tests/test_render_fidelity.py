@@ -72,9 +72,6 @@ def test_fidelity_rows_on_the_demo_clip(models, tmp_path):
     assert "| whole job (predicted motion) |" in markdown(report)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (issue 15, open): the shipped demo renderer closes the mouth "
-                   "only 61% of the way from the open input towards the closed mouth when every reference is "
-                   "open (target: 65%); it still leans on the copy path. Strict: passing means fix the marker.")
 def test_closed_mouth_motion_closes_the_mouth_even_with_open_references(models, demo_clip):
     """The copy path must not become a shortcut: the motion, not the reference, decides the mouth."""
     frames, fps, _ = demo_clip
