@@ -1,0 +1,264 @@
+"""MediaPipe's face networks in torch: BlazeFace (short and full range) and the 478-point attention mesh.
+
+The weights and the layer graph come from ``data/<model>.safetensors`` (made once by
+:mod:`.convert_tflite` from the TFLite files of the mediapipe 0.10.14 wheel, Apache-2.0). A
+:class:`GraphNet` runs that graph op by op with torch: activations are NCHW, batched, on any device
+and dtype. The layers are the few TFLite builtins these models use, written so they match TFLite's
+arithmetic (SAME padding is asymmetric, channel padding in the skip branches), plus MediaPipe's three
+custom ops of the attention mesh (:func:`landmarks_to_transform_matrix`,
+:func:`transform_tensor_bilinear`, :func:`transform_landmarks`): the mesh crops its own lips and eye
+regions from the 48x48 feature map and refines them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+FORMAT_VERSION = 1  # the one convert_tflite writes; a constant lives once, but this is the reader's check
+NHWC_TO_NCHW = (0, 3, 1, 2)
+NCHW_TO_NHWC = (0, 2, 3, 1)
+
+
+def _same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TFLite SAME padding along one axis: the odd pixel goes after (torch pads symmetrically)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _activate(x: torch.Tensor, act: str | None) -> torch.Tensor:
+    if act == "relu":
+        return F.relu(x)
+    if act == "relu6":
+        return F.relu6(x)
+    return x
+
+
+def landmarks_to_transform_matrix(landmarks: torch.Tensor, options: dict) -> torch.Tensor:
+    """MediaPipe ``Landmarks2TransformMatrix`` v2: (B, N, 3) landmarks -> (B, 4, 4) crop matrices.
+
+    The crop is the subset's bounding box in a frame rotated so the two rotation landmarks lie on
+    ``target_rotation_radians``, scaled by ``scale_x/y`` and mapped onto an output_width x output_height grid.
+    """
+    left = landmarks[:, options["left_rotation_idx"], :2]
+    right = landmarks[:, options["right_rotation_idx"], :2]
+    rotation = options.get("target_rotation_radians", 0.0) - torch.atan2(
+        right[:, 1] - left[:, 1], right[:, 0] - left[:, 0]
+    )
+    subset = landmarks[:, options["subset_idxs"], :2]
+    cos, sin = torch.cos(rotation)[:, None], torch.sin(rotation)[:, None]
+    x = cos * subset[..., 0] - sin * subset[..., 1]
+    y = sin * subset[..., 0] + cos * subset[..., 1]
+    x_min, x_max = x.amin(1), x.amax(1)
+    y_min, y_max = y.amin(1), y.amax(1)
+    mid_x, mid_y = (x_min + x_max) / 2, (y_min + y_max) / 2
+    c, s = cos[:, 0], sin[:, 0]
+    centre_x, centre_y = c * mid_x + s * mid_y, -s * mid_x + c * mid_y  # rotate back by -rotation
+    out_w, out_h = options["output_width"], options["output_height"]
+    scale_x = options["scale_x"] * (x_max - x_min) / out_w
+    scale_y = options["scale_y"] * (y_max - y_min) / out_h
+    # t = shift(centre) @ rotate(-rotation) @ scale @ shift(-out/2)
+    cr, sr = c, -s  # cos(-rotation), sin(-rotation)... rotation matrix of angle -rotation
+    m = torch.zeros(landmarks.shape[0], 4, 4, dtype=landmarks.dtype, device=landmarks.device)
+    m[:, 0, 0], m[:, 0, 1] = cr * scale_x, -sr * scale_y
+    m[:, 1, 0], m[:, 1, 1] = sr * scale_x, cr * scale_y
+    m[:, 0, 3] = centre_x - (cr * scale_x * out_w / 2 - sr * scale_y * out_h / 2)
+    m[:, 1, 3] = centre_y - (sr * scale_x * out_w / 2 + cr * scale_y * out_h / 2)
+    m[:, 2, 2] = 1.0
+    m[:, 3, 3] = 1.0
+    return m
+
+
+def transform_tensor_bilinear(features: torch.Tensor, matrix: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+    """MediaPipe ``TransformTensorBilinear`` v2: sample (B, C, H, W) at matrix @ (x+0.5, y+0.5) - 0.5.
+
+    A sample whose centre falls outside [0, W-1] x [0, H-1] is zero (not a partial blend).
+    """
+    b, _, h, w = features.shape
+    oh, ow = out_hw
+    ys, xs = torch.meshgrid(
+        torch.arange(oh, device=features.device, dtype=matrix.dtype),
+        torch.arange(ow, device=features.device, dtype=matrix.dtype),
+        indexing="ij",
+    )
+    xs, ys = xs + 0.5, ys + 0.5
+    tx = matrix[:, 0, 0, None, None] * xs + matrix[:, 0, 1, None, None] * ys + matrix[:, 0, 3, None, None] - 0.5
+    ty = matrix[:, 1, 0, None, None] * xs + matrix[:, 1, 1, None, None] * ys + matrix[:, 1, 3, None, None] - 0.5
+    inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    grid = torch.stack([tx * (2.0 / (w - 1)) - 1.0, ty * (2.0 / (h - 1)) - 1.0], dim=-1)
+    out = F.grid_sample(features, grid.to(features.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out * inside[:, None].to(out.dtype)
+
+
+def transform_landmarks(points: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """MediaPipe ``TransformLandmarks`` v2: (B, N, 2) points through the matrix's first two rows."""
+    x, y = points[..., 0], points[..., 1]
+    out_x = matrix[:, 0, 0, None] * x + matrix[:, 0, 1, None] * y + matrix[:, 0, 3, None]
+    out_y = matrix[:, 1, 0, None] * x + matrix[:, 1, 1, None] * y + matrix[:, 1, 3, None]
+    return torch.stack([out_x, out_y], dim=-1)
+
+
+class GraphNet(torch.nn.Module):
+    """One converted TFLite graph: ``forward(images)`` with images (B, 3, S, S) -> the graph's outputs.
+
+    Constants are buffers (so ``.to(device, dtype)`` moves them); 4-D activations are NCHW and the
+    ops that name an axis or a flat layout (pad, concat, reshape, slice) translate from TFLite's NHWC.
+    """
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+            if int(meta.get("format_version", -1)) != FORMAT_VERSION:
+                raise ValueError(f"{path}: format_version {meta.get('format_version')} != {FORMAT_VERSION}")
+            self.config = json.loads(meta["config"])
+            self.graph = json.loads(meta["graph"])
+            self._names = {}
+            for i, key in enumerate(f.keys()):
+                self._names[key] = f"w{i}"
+                self.register_buffer(f"w{i}", f.get_tensor(key).float(), persistent=False)
+
+    def _const(self, name: str) -> torch.Tensor | None:
+        key = self._names.get(name)
+        return None if key is None else getattr(self, key)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        values: dict[str, torch.Tensor] = {self.config["inputs"][0]: images}
+
+        def get(name: str) -> torch.Tensor:
+            if name in values:
+                return values[name]
+            return self._const(name)
+
+        for op in self.graph:
+            kind = op["op"]
+            x = get(op["in"][0])
+            if kind == "conv":
+                w = self._const(op["weight"])
+                b = None if op["bias"] is None else self._const(op["bias"])
+                if op["same"]:
+                    ph = _same_pads(x.shape[2], w.shape[2], op["stride"][0], op["dilation"][0])
+                    pw = _same_pads(x.shape[3], w.shape[3], op["stride"][1], op["dilation"][1])
+                    if ph[0] == ph[1] and pw[0] == pw[1]:
+                        y = F.conv2d(x, w, b, op["stride"], (ph[0], pw[0]), op["dilation"], op["groups"])
+                    else:
+                        y = F.conv2d(F.pad(x, (*pw, *ph)), w, b, op["stride"], 0, op["dilation"], op["groups"])
+                else:
+                    y = F.conv2d(x, w, b, op["stride"], 0, op["dilation"], op["groups"])
+                y = _activate(y, op["act"])
+            elif kind == "prelu":
+                alpha = self._const(op["weight"]).to(x.dtype)
+                y = torch.where(x >= 0, x, x * alpha.view(1, -1, 1, 1))
+            elif kind == "relu":
+                y = F.relu(x)
+            elif kind == "add":
+                y = _activate(x + get(op["in"][1]), op["act"])
+            elif kind == "mul":
+                y = _activate(x * get(op["in"][1]), op["act"])
+            elif kind == "max_pool_2d":
+                kh, kw = op["kernel"]
+                if op["same"]:
+                    ph = _same_pads(x.shape[2], kh, op["stride"][0])
+                    pw = _same_pads(x.shape[3], kw, op["stride"][1])
+                    x = F.pad(x, (*pw, *ph), value=float("-inf"))
+                y = F.max_pool2d(x, (kh, kw), op["stride"])
+            elif kind == "pad":
+                pads = op["pads"]
+                if x.dim() == 4:  # NHWC pads -> F.pad order (W, H, C) of NCHW
+                    order = [2, 1, 3]
+                    flat = [p for axis in order for p in pads[axis]]
+                else:
+                    flat = [p for axis in reversed(range(x.dim())) for p in pads[axis]]
+                y = F.pad(x, flat)
+            elif kind == "concatenation":
+                parts = [get(n) for n in op["in"]]
+                axis = op["axis"] % parts[0].dim()
+                if parts[0].dim() == 4:
+                    axis = NHWC_TO_NCHW.index(axis)
+                y = _activate(torch.cat(parts, dim=axis), op["act"])
+            elif kind == "reshape":
+                if x.dim() == 4:
+                    x = x.permute(NCHW_TO_NHWC)
+                y = x.reshape(x.shape[0], *op["shape"][1:])
+                if y.dim() == 4:
+                    y = y.permute(NHWC_TO_NCHW)
+            elif kind == "strided_slice":
+                nhwc = x.dim() == 4
+                if nhwc:
+                    x = x.permute(NCHW_TO_NHWC)
+                bounds = zip(op["begin"][1:], op["end"][1:], op["strides"][1:], strict=True)
+                index = [slice(None)] + [slice(bgn, end, step) for bgn, end, step in bounds]
+                y = x[tuple(index)]
+                if nhwc:
+                    y = y.permute(NHWC_TO_NCHW)
+            elif kind == "resize_bilinear":
+                size = op["shape"][1:3]
+                if op["align_corners"]:
+                    y = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+                elif op["half_pixel"]:
+                    y = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+                else:
+                    y = _resize_legacy(x, size)
+            elif kind == "depth_to_space":
+                # TFLite (and TF) DEPTH_TO_SPACE is DCR: channel index = (by * block + bx) * C + c
+                b, c, h, w = x.shape
+                k = op["block"]
+                y = x.view(b, k, k, c // (k * k), h, w).permute(0, 3, 4, 1, 5, 2).reshape(b, c // (k * k), h * k, w * k)
+            elif kind == "Landmarks2TransformMatrix":
+                y = landmarks_to_transform_matrix(x, op["options"])
+            elif kind == "TransformTensorBilinear":
+                y = transform_tensor_bilinear(x, get(op["in"][1]), tuple(op["shape"][1:3]))
+            elif kind == "TransformLandmarks":
+                y = transform_landmarks(x, get(op["in"][1]))
+            else:
+                raise NotImplementedError(kind)
+            values[op["out"]] = y
+        return [values[name] for name in self.config["outputs"]]
+
+
+def _resize_legacy(x: torch.Tensor, size: list[int]) -> torch.Tensor:
+    """TFLite RESIZE_BILINEAR without align_corners / half_pixel_centers: src = dst * in / out."""
+    h, w = x.shape[2:]
+    oh, ow = size
+    ys = torch.arange(oh, device=x.device, dtype=torch.float32) * (h / oh)
+    xs = torch.arange(ow, device=x.device, dtype=torch.float32) * (w / ow)
+    y0 = ys.floor().long().clamp(max=h - 1)
+    x0 = xs.floor().long().clamp(max=w - 1)
+    y1, x1 = (y0 + 1).clamp(max=h - 1), (x0 + 1).clamp(max=w - 1)
+    fy = (ys - y0).to(x.dtype)[:, None]
+    fx = (xs - x0).to(x.dtype)[None, :]
+    top = x[:, :, y0][..., x0] * (1 - fx) + x[:, :, y0][..., x1] * fx
+    bottom = x[:, :, y1][..., x0] * (1 - fx) + x[:, :, y1][..., x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+@cache
+def load_net(name: str) -> GraphNet:
+    """The converted network ``name`` (face_detector_short, face_detector_full, face_mesh_attention), fp32 on CPU."""
+    return GraphNet(DATA_DIR / f"{name}.safetensors").eval()
+
+
+def ssd_anchors(input_size: int, strides: list[int], anchors_per_cell: list[int]) -> torch.Tensor:
+    """SSD anchor centres (A, 2) in 0..1, as MediaPipe's SsdAnchorsCalculator orders them (fixed size 1x1).
+
+    Consecutive layers with one stride share a grid; ``anchors_per_cell`` is that grid's count.
+    """
+    centres = []
+    grids = []
+    for s in strides:
+        if not grids or grids[-1] != s:
+            grids.append(s)
+    for stride, per_cell in zip(grids, anchors_per_cell, strict=True):
+        n = math.ceil(input_size / stride)
+        ys, xs = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        c = torch.stack([(xs + 0.5) / n, (ys + 0.5) / n], dim=-1).reshape(-1, 1, 2)
+        centres.append(c.expand(-1, per_cell, 2).reshape(-1, 2))
+    return torch.cat(centres).float()
