@@ -37,8 +37,10 @@ def tracker_options(gap_policy: str, max_gap_seconds: float, fps: float) -> dict
 
 # Which face the tracker follows when there are several ('identity' needs insightface and a reference face).
 FACE_CHOICES = ("largest", "leftmost", "rightmost", "center", "identity")
-# Face landmark backends (face.backends).
-FACE_BACKENDS = ("mediapipe", "insightface")
+# Face landmark backends (face.backends); the first is the default. "torch": MediaPipe's face mesh ported to
+# torch (shipped weights); "mediapipe": the mediapipe package (the torch port when it is not installed: the
+# same model, so saved workflows keep working); "insightface": faces by identity, meshed by the torch mesh.
+FACE_BACKENDS = ("torch", "mediapipe", "insightface")
 # Video vs audio length (audio.length); the first is the default.
 LENGTH_POLICIES = ("trim_to_audio", "trim_to_video", "loop", "ping_pong", "pad_silence")
 # The samplers render.sampling builds (its SAMPLERS dict is keyed by exactly these); the first is the default.
@@ -131,7 +133,7 @@ class FaceTrack:
     crop_transforms: np.ndarray
     rotations: np.ndarray
     crop_size: int
-    backend: str = "mediapipe"
+    backend: str = "torch"
     notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:

@@ -31,8 +31,9 @@ class StyleLipSyncTrackFaces:
             "required": {
                 "images": ("IMAGE", {"tooltip": "The video frames."}),
                 "fps": FPS_WIDGET,
-                "backend": (["mediapipe", "insightface"], {"default": "mediapipe",
-                            "tooltip": "insightface needs models/insightface/models/buffalo_l on disk."}),
+                "backend": (["torch", "mediapipe", "insightface"], {"default": "torch",
+                            "tooltip": "torch: MediaPipe's face mesh ported to torch (shipped, GPU); mediapipe: the "
+                            "mediapipe package if installed; insightface needs models/insightface/models/buffalo_l."}),
                 "face_choice": (list(FACE_CHOICES), {"default": "largest",
                                 "tooltip": "Which face to follow when there are several ('identity' needs "
                                 "backend insightface and a reference_face)."}),

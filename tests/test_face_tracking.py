@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import cv2
 import numpy as np
 import pytest
@@ -137,9 +139,12 @@ def test_insightface_missing_gives_the_fix(astronaut, tmp_path):
     assert "\n" not in msg
 
 
+@pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None, reason="the mediapipe package is not installed")
 def test_tasks_backend_without_its_model_file_gives_the_fix(astronaut, tmp_path):
     with pytest.raises(LipSyncInputError, match="face_landmarker.task"):
-        track_faces(astronaut[None], fps=25, face_landmarker_path=tmp_path / "face_landmarker.task")
+        track_faces(
+            astronaut[None], fps=25, backend="mediapipe", face_landmarker_path=tmp_path / "face_landmarker.task"
+        )
 
 
 def test_frame_count_in_equals_out_for_every_input_form(astronaut):

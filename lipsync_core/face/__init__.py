@@ -12,14 +12,16 @@ from .align import (
     rescale_transforms,
     warp_to_crops,
 )
-from .backends import FaceCandidate, InsightFaceBackend, MediaPipeBackend
+from .backends import FaceCandidate, InsightFaceBackend, MediaPipeBackend, TorchMeshBackend
 from .smoothing import OneEuroConfig
 from .template import CROP_CENTER, CROP_SCALE, canonical_face, crop_template, interocular
-from .tracking import FACE_CHOICES, GAP_POLICIES, FaceTracker, track_faces
+from .tracking import DEFAULT_FACE_BACKEND, FACE_BACKENDS, FACE_CHOICES, GAP_POLICIES, FaceTracker, track_faces
 
 __all__ = [
     "CROP_CENTER",
     "CROP_SCALE",
+    "DEFAULT_FACE_BACKEND",
+    "FACE_BACKENDS",
     "FACE_CHOICES",
     "GAP_POLICIES",
     "FaceCandidate",
@@ -27,6 +29,7 @@ __all__ = [
     "InsightFaceBackend",
     "MediaPipeBackend",
     "OneEuroConfig",
+    "TorchMeshBackend",
     "apply_transform",
     "canonical_face",
     "color_match",

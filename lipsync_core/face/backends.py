@@ -1,4 +1,5 @@
-"""Face landmark backends: MediaPipe (legacy face mesh or Tasks) and insightface + MediaPipe.
+"""Face landmark backends: the torch port of MediaPipe's face mesh (default), the mediapipe package
+(legacy face mesh or Tasks) and insightface + the face mesh.
 
 Every backend turns RGB uint8 frames into, per frame, a list of :class:`FaceCandidate`
 (478 MediaPipe landmarks in image pixels, x and z in the same pixel scale). Heavy imports
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..types import NUM_LANDMARKS, LipSyncInputError
 
@@ -59,6 +61,58 @@ def has_legacy_face_mesh() -> bool:
         return hasattr(mp, "solutions") and hasattr(mp.solutions, "face_mesh")
     except ImportError:
         return False
+
+
+def default_device() -> torch.device:
+    """Where the torch face mesh runs unless told: the first CUDA device when there is one, else the CPU."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+class TorchMeshBackend:
+    """MediaPipe's legacy face mesh (refined, 478 points) ported to torch: no mediapipe package needed.
+
+    Same pipeline as :class:`MediaPipeBackend` in legacy mode (detection, tracking from the previous
+    frame's landmarks, full-range detector for faces the short-range one misses), batched over frames,
+    on any device; ``dtype`` float16 / bfloat16 halves the networks on a GPU.
+    """
+
+    name = "torch"
+
+    def __init__(
+        self,
+        fps: float = 25.0,
+        max_faces: int = 4,
+        static: bool = False,
+        min_confidence: float = 0.5,
+        small_face_fallback: bool = True,
+        full_range: bool = False,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        from .torch_mesh import TorchFaceMesh
+
+        self.fps = float(fps)
+        self._mesh = TorchFaceMesh(
+            max_faces=max_faces,
+            static=static,
+            min_detection=min_confidence,
+            min_tracking=min_confidence,
+            full_range="always" if full_range else ("fallback" if small_face_fallback else "never"),
+            device=default_device() if device is None else device,
+            dtype=dtype,
+        )
+
+    def process_batch(self, frames: np.ndarray) -> list[list[FaceCandidate]]:
+        """RGB uint8 frames (T, H, W, 3) -> per frame, the faces in it."""
+        h, w = frames.shape[1:3]
+        return [[_candidate(f, w, h) for f in faces] for faces in self._mesh.process_batch(frames)]
+
+    def process(self, frame: np.ndarray) -> list[FaceCandidate]:
+        """One RGB uint8 frame (H, W, 3) -> the faces in it."""
+        return self.process_batch(frame[None])[0]
+
+    def close(self) -> None:
+        self._mesh.reset()
 
 
 class MediaPipeBackend:
@@ -170,7 +224,7 @@ class MediaPipeBackend:
 
 
 class InsightFaceBackend:
-    """insightface (buffalo_l) finds faces and their identity; MediaPipe meshes the chosen box.
+    """insightface (buffalo_l) finds faces and their identity; the (torch) face mesh meshes the chosen box.
 
     Needs ``pip install insightface onnxruntime`` and the model pack at
     ``<root>/models/buffalo_l`` (ComfyUI: models/insightface/models/buffalo_l).
@@ -198,7 +252,7 @@ class InsightFaceBackend:
             name="buffalo_l", root=str(root), allowed_modules=["detection", "recognition"], providers=providers
         )
         self._app.prepare(ctx_id=0 if use_gpu else -1, det_size=(det_size, det_size))
-        self._mesh = MediaPipeBackend(fps, max_faces=1, static=True, small_face_fallback=False)
+        self._mesh = TorchMeshBackend(fps, max_faces=1, static=True, small_face_fallback=False)
 
     def faces(self, frame: np.ndarray) -> list[FaceCandidate]:
         """Detected faces with boxes and identity embeddings (no mesh yet)."""
@@ -217,7 +271,7 @@ class InsightFaceBackend:
         return out
 
     def mesh_in_box(self, frame: np.ndarray, box: np.ndarray) -> FaceCandidate | None:
-        """MediaPipe landmarks of the face inside ``box`` (x0, y0, x1, y1), in frame pixels."""
+        """Face-mesh landmarks of the face inside ``box`` (x0, y0, x1, y1), in frame pixels."""
         return mesh_in_box(self._mesh, frame, box)
 
     def process(self, frame: np.ndarray) -> list[FaceCandidate]:
@@ -236,9 +290,9 @@ def _overlaps(a: np.ndarray, b: np.ndarray, min_iou: float = 0.2) -> bool:
 
 
 def mesh_in_box(
-    mesh: MediaPipeBackend, frame: np.ndarray, box: np.ndarray, expand: float = 1.8
+    mesh: MediaPipeBackend | TorchMeshBackend, frame: np.ndarray, box: np.ndarray, expand: float = 1.8
 ) -> FaceCandidate | None:
-    """Run a (static) MediaPipe mesh on a square crop around ``box``; landmarks back in frame pixels."""
+    """Run a (static) face mesh on a square crop around ``box``; landmarks back in frame pixels."""
     import cv2
 
     h, w = frame.shape[:2]

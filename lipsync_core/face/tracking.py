@@ -22,15 +22,24 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..types import DEFAULT_MAX_GAP_SECONDS, FACE_CHOICES, GAP_POLICIES, NUM_LANDMARKS, FaceTrack, LipSyncInputError
+from ..types import (
+    DEFAULT_MAX_GAP_SECONDS,
+    FACE_BACKENDS,
+    FACE_CHOICES,
+    GAP_POLICIES,
+    NUM_LANDMARKS,
+    FaceTrack,
+    LipSyncInputError,
+)
 from .align import check_frames, crop_transforms_from_landmarks, similarity_from_params, similarity_params
-from .backends import FaceCandidate, InsightFaceBackend, MediaPipeBackend
+from .backends import FaceCandidate, InsightFaceBackend, MediaPipeBackend, TorchMeshBackend, has_legacy_face_mesh
 from .gaps import ContentLog
 from .smoothing import OneEuroConfig, one_euro_zero_phase
 
 FaceChoice = Literal["largest", "leftmost", "rightmost", "center", "identity"]
 GapPolicy = Literal["interpolate", "passthrough"]
-__all__ = ["FACE_CHOICES", "GAP_POLICIES", "FaceTracker", "track_faces"]
+DEFAULT_FACE_BACKEND = FACE_BACKENDS[0]
+__all__ = ["DEFAULT_FACE_BACKEND", "FACE_BACKENDS", "FACE_CHOICES", "GAP_POLICIES", "FaceTracker", "track_faces"]
 DEFAULT_SMOOTHING = OneEuroConfig()
 # A frame-to-frame change of the crop larger than these is a cut (in face sizes, log scale, radians).
 CUT_MOVE = 0.25
@@ -48,6 +57,7 @@ class FaceTracker:
     """Streaming face tracker: ``feed(frames)`` any number of times, then ``finish()``.
 
     fps: the video's frame rate (used by the tracker's timestamps and the smoothing).
+    backend: one of FACE_BACKENDS; device and dtype place the torch face mesh (default: CUDA if present).
     max_gap_frames: longest run of face-less frames that may be interpolated (default: 0.5 s of video).
     smoothing: One-Euro settings for the crop transform, or None for raw per-frame fits.
     """
@@ -55,7 +65,7 @@ class FaceTracker:
     def __init__(
         self,
         fps: float,
-        backend: str = "mediapipe",
+        backend: str = DEFAULT_FACE_BACKEND,
         crop_size: int = 256,
         face_choice: FaceChoice = "largest",
         max_gap_frames: int | None = None,
@@ -67,6 +77,8 @@ class FaceTracker:
         insightface_root: str | os.PathLike | None = None,
         face_landmarker_path: str | os.PathLike | None = None,
         input_name: str = "frames",
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ):
         if not fps or fps <= 0 or not np.isfinite(fps):
             raise LipSyncInputError(f"fps: got {fps!r}; give the video's frame rate (e.g. 25 or 29.97).")
@@ -91,22 +103,30 @@ class FaceTracker:
         self.identity_threshold = identity_threshold
         self.input_name = input_name
         self.backend_name = backend
-        if backend == "mediapipe":
-            if face_choice == "identity":
-                raise LipSyncInputError(
-                    "face_choice: 'identity' needs backend='insightface' (with a reference face image)."
-                )
-            # Choosing by position must see small faces too: add the full-range detector on every frame.
-            self._backend = MediaPipeBackend(
-                self.fps,
-                max_faces=max_faces,
-                face_landmarker_path=face_landmarker_path,
-                full_range=face_choice in ("leftmost", "rightmost", "center"),
+        self._notes: list[str] = []
+        if backend not in FACE_BACKENDS:
+            raise LipSyncInputError(f"backend: {backend!r} is unknown; choose one of {', '.join(FACE_BACKENDS)}.")
+        if backend != "insightface" and face_choice == "identity":
+            raise LipSyncInputError(
+                "face_choice: 'identity' needs backend='insightface' (with a reference face image)."
             )
-        elif backend == "insightface":
-            self._backend = InsightFaceBackend(self.fps, root=insightface_root)
+        # Choosing by position must see small faces too: add the full-range detector on every frame.
+        full_range = face_choice in ("leftmost", "rightmost", "center")
+        if backend == "mediapipe" and face_landmarker_path is None and not has_legacy_face_mesh():
+            # Workflows saved with backend 'mediapipe' keep working without the package: same model, in torch.
+            self._notes.append("backend 'mediapipe': the mediapipe package is not installed; used its face mesh "
+                               "ported to torch (backend 'torch').")
+            backend = self.backend_name = "torch"
+        if backend == "torch":
+            self._backend = TorchMeshBackend(
+                self.fps, max_faces=max_faces, full_range=full_range, device=device, dtype=dtype
+            )
+        elif backend == "mediapipe":
+            self._backend = MediaPipeBackend(
+                self.fps, max_faces=max_faces, face_landmarker_path=face_landmarker_path, full_range=full_range
+            )
         else:
-            raise LipSyncInputError(f"backend: {backend!r} is unknown; choose 'mediapipe' or 'insightface'.")
+            self._backend = InsightFaceBackend(self.fps, root=insightface_root)
         self._reference = None
         if face_choice == "identity":
             if reference_image is None:
@@ -160,8 +180,12 @@ class FaceTracker:
                 "all frames of a video must have one size."
             )
         h, w = self._frame_size
-        for frame in _to_uint8(frames):
-            faces = self._backend.process(frame)
+        frames = _to_uint8(frames)
+        if isinstance(self._backend, TorchMeshBackend):
+            found = self._backend.process_batch(frames)  # the detector runs on the whole batch at once
+        else:
+            found = (self._backend.process(frame) for frame in frames)
+        for frame, faces in zip(frames, found, strict=True):
             chosen = self._choose(faces, w, h)
             if chosen is not None and isinstance(self._backend, InsightFaceBackend):
                 chosen = self._backend.mesh_in_box(frame, chosen.box)
@@ -192,7 +216,7 @@ class FaceTracker:
         landmarks = np.zeros((n, NUM_LANDMARKS, 3), dtype=np.float32)
         landmarks[detected] = np.stack([lm for lm in self._landmarks if lm is not None])
         usable = detected.copy()
-        notes: list[str] = []
+        notes: list[str] = list(self._notes)
         self._content.close()
         for start, stop in _runs(~detected):
             length = stop - start
@@ -294,7 +318,7 @@ def _nearest_true(mask: np.ndarray) -> np.ndarray:
 def track_faces(
     frames,
     fps: float,
-    backend: str = "mediapipe",
+    backend: str = DEFAULT_FACE_BACKEND,
     crop_size: int = 256,
     face_choice: FaceChoice = "largest",
     max_gap_frames: int | None = None,
