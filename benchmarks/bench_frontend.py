@@ -1,8 +1,11 @@
 """Front-end speed on this machine: face tracking (video mode), crops, paste-back, audio features.
 
-    python benchmarks/bench_frontend.py [--frames 100]
+    python benchmarks/bench_frontend.py [--frames 100] [--device cuda] [--dtype float16] [--batch 64]
 
-Frames are the astronaut photo drifting and turning slowly (a real face, tracking mode).
+Frames are the astronaut photo drifting and turning slowly (a real face, tracking mode). Face landmarks:
+the torch face mesh (default backend; video mode: detector batched, mesh frame after frame; static
+mode: both batched) against the mediapipe package (one frame at a time, its own threads) when installed.
+On a CPU, set OMP_NUM_THREADS (the torch figures use torch's threads; mediapipe's XNNPACK picks its own).
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import skimage.data
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lipsync_core.audio import compute_features
 from lipsync_core.face import paste_back, track_faces, warp_to_crops
+from lipsync_core.face.backends import MediaPipeBackend, TorchMeshBackend, has_legacy_face_mesh
 
 
 def make_video(height: int, width: int, frames: int) -> np.ndarray:
@@ -45,26 +50,66 @@ def timed(fn, repeat: int = 1):
     return best, result
 
 
+def landmark_rows(video: np.ndarray, device: str, dtype: torch.dtype, batch: int) -> list[tuple[str, float]]:
+    """frames/s of the face-landmark backends alone on this video (after one warm-up call each)."""
+    n = len(video)
+    rows = []
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    for static in (False, True):
+        mesh = TorchMeshBackend(25.0, static=static, device=device, dtype=dtype)
+        mesh.process_batch(video[:2])
+        mesh.close()
+
+        def run(mesh=mesh):
+            for start in range(0, n, batch):
+                mesh.process_batch(video[start : start + batch])
+            sync()
+
+        secs, _ = timed(run)
+        mode = "static" if static else "video"
+        rows.append((f"torch mesh {mode} ({device} {str(dtype)[6:]}, batch {batch})", n / secs))
+    if has_legacy_face_mesh():
+        for static in (False, True):
+            mp = MediaPipeBackend(25.0, static=static)
+            mp.process(video[0])
+            secs, _ = timed(lambda mp=mp: [mp.process(f) for f in video])
+            mp.close()
+            rows.append((f"mediapipe {'static' if static else 'video'} (its own threads)", n / secs))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--batch", type=int, default=64, help="frames per feed (as track_faces' batch_size)")
+    parser.add_argument("--landmarks-only", action="store_true", help="skip crops, paste-back and audio")
     args = parser.parse_args()
     n = args.frames
-    print(f"{'what':44s} {'size':>10s} {'frames/s':>10s}")
+    dtype = getattr(torch, args.dtype)
+    print(f"torch threads {torch.get_num_threads()}, device {args.device}")
+    print(f"{'what':56s} {'size':>10s} {'frames/s':>10s}")
     for h, w in ((512, 512), (1080, 1920)):
         video = make_video(h, w, n)
-        secs, track = timed(lambda video=video: track_faces(video, fps=25, crop_size=256))
+        for what, fps in landmark_rows(video, args.device, dtype, args.batch):
+            print(f"{what:56s} {f'{w}x{h}':>10s} {fps:10.1f}")
+        if args.landmarks_only:
+            continue
+        secs, track = timed(lambda video=video: track_faces(video, fps=25, crop_size=256, device=args.device))
         assert track.detected.mean() > 0.95, track.notes
-        print(f"{'track_faces (mediapipe, video mode)':44s} {f'{w}x{h}':>10s} {n / secs:10.1f}")
+        print(f"{'track_faces (torch, video mode)':56s} {f'{w}x{h}':>10s} {n / secs:10.1f}")
         for size in (256, 512):
             secs, crops = timed(lambda video=video, track=track, size=size: warp_to_crops(video, track, size))
-            print(f"{f'warp_to_crops S={size}':44s} {f'{w}x{h}':>10s} {n / secs:10.1f}")
+            print(f"{f'warp_to_crops S={size}':56s} {f'{w}x{h}':>10s} {n / secs:10.1f}")
             secs, _ = timed(lambda video=video, crops=crops, track=track: paste_back(video, crops, track))
-            print(f"{f'paste_back S={size}':44s} {f'{w}x{h}':>10s} {n / secs:10.1f}")
+            print(f"{f'paste_back S={size}':56s} {f'{w}x{h}':>10s} {n / secs:10.1f}")
+    if args.landmarks_only:
+        return
     wave = np.random.default_rng(0).standard_normal(16000 * 60).astype(np.float32) * 0.1
     compute_features(wave[:16000], 25)  # warm-up (librosa's first call compiles)
     secs, feats = timed(lambda: compute_features(wave, 25), repeat=3)
-    print(f"{'compute_features logmel (60 s of audio)':44s} {'25 fps':>10s} {len(feats) / secs:10.1f}")
+    print(f"{'compute_features logmel (60 s of audio)':56s} {'25 fps':>10s} {len(feats) / secs:10.1f}")
 
 
 if __name__ == "__main__":

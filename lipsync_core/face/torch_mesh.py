@@ -159,33 +159,49 @@ def sample_regions(
     _, height, width, _ = frames.shape
     k = regions.shape[0]
     dev = frames.device
-    grid = (torch.arange(size, device=dev, dtype=torch.float64) / size) - 0.5
-    cx, cy, rw, rh, angle = (regions[:, i].to(torch.float64)[:, None, None] for i in range(5))
+    regions = regions.to(dev, torch.float64)
+    grid = torch.arange(size, device=dev, dtype=torch.float64) / size - 0.5
+    cx, cy, rw, rh, angle = (regions[:, i, None, None] for i in range(5))
     cos, sin = torch.cos(angle), torch.sin(angle)
     u, v = grid[None, None, :] * rw, grid[None, :, None] * rh
-    x = cx + u * cos - v * sin
-    y = cy + u * sin + v * cos
-    x = torch.round(x * WARP_SUBPIXELS) / WARP_SUBPIXELS
-    y = torch.round(y * WARP_SUBPIXELS) / WARP_SUBPIXELS
-    x0, y0 = torch.floor(x), torch.floor(y)
-    fx, fy = (x - x0).float(), (y - y0).float()
-    x0, y0 = x0.long(), y0.long()
-    flat = frames.reshape(-1, 3)
-    base = frame_index.to(dev).long()[:, None, None] * (height * width)
-    out = torch.zeros(k, size, size, 3, device=dev, dtype=torch.float32)
-    for dy, wy in ((0, 1 - fy), (1, fy)):
-        for dx, wx in ((0, 1 - fx), (1, fx)):
-            xi, yi = x0 + dx, y0 + dy
-            weight = wx * wy
-            if replicate:
-                xi, yi = xi.clamp(0, width - 1), yi.clamp(0, height - 1)
-            else:
-                inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
-                weight = weight * inside
-                xi, yi = xi.clamp(0, width - 1), yi.clamp(0, height - 1)
-            pixels = flat[(base + yi * width + xi).reshape(-1)].reshape(k, size, size, 3).float()
-            out += pixels * weight[..., None]
+    # source coordinates in 1/32 pixels (OpenCV rounds them so), then integer part and fraction
+    x = torch.round((cx + u * cos - v * sin) * WARP_SUBPIXELS).long()
+    y = torch.round((cy + u * sin + v * cos) * WARP_SUBPIXELS).long()
+    x0, y0 = torch.div(x, WARP_SUBPIXELS, rounding_mode="floor"), torch.div(y, WARP_SUBPIXELS, rounding_mode="floor")
+    fx = ((x - x0 * WARP_SUBPIXELS).float() / WARP_SUBPIXELS)[..., None]
+    fy = ((y - y0 * WARP_SUBPIXELS).float() / WARP_SUBPIXELS)[..., None]
+    xs = torch.stack([x0, x0 + 1], -1)  # (K, S, S, 2)
+    ys = torch.stack([y0, y0 + 1], -1)
+    weight_x = torch.cat([1 - fx, fx], -1)
+    weight_y = torch.cat([1 - fy, fy], -1)
+    if not replicate:
+        weight_x = weight_x * ((xs >= 0) & (xs < width))
+        weight_y = weight_y * ((ys >= 0) & (ys < height))
+    xs, ys = xs.clamp(0, width - 1), ys.clamp(0, height - 1)
+    base = frame_index.to(dev).long()[:, None, None, None, None] * (height * width)
+    index = base + ys[..., :, None] * width + xs[..., None, :]  # (K, S, S, 2, 2)
+    pixels = frames.reshape(-1, 3)[index.reshape(-1)].reshape(k, size, size, 2, 2, 3).float()
+    weights = (weight_y[..., :, None] * weight_x[..., None, :])[..., None]
+    out = (pixels * weights).sum((3, 4))
     return torch.round(out).permute(0, 3, 1, 2)
+
+
+def warp_regions_cv2(frames: np.ndarray, frame_index: list[int], regions: np.ndarray, size: int, replicate: bool):
+    """CPU twin of :func:`sample_regions` with OpenCV, exactly as MediaPipe's CPU ImageToTensor does it.
+
+    (K, 3, size, size) float32, values 0..255. OpenCV is a dependency anyway, and on the CPU its fixed-point
+    warp is both faster than gathering in torch and bit-identical to what the mediapipe package feeds its models.
+    """
+    import cv2
+
+    border = cv2.BORDER_REPLICATE if replicate else cv2.BORDER_CONSTANT
+    corners = np.array([[0, size], [0, 0], [size, 0], [size, size]], np.float32)
+    out = np.empty((len(regions), size, size, 3), np.uint8)
+    for k, (i, (cx, cy, w, h, angle)) in enumerate(zip(frame_index, regions, strict=True)):
+        box = cv2.boxPoints(((float(cx), float(cy)), (float(w), float(h)), float(angle) * 180.0 / math.pi))
+        matrix = cv2.getPerspectiveTransform(box.astype(np.float32), corners)
+        out[k] = cv2.warpPerspective(frames[i], matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float()
 
 
 class TorchFaceMesh:
@@ -225,6 +241,12 @@ class TorchFaceMesh:
             net = _copy_to(net, self.device, self.dtype)
         return net
 
+    def _crops(self, frames, frame_index: list[int], regions: np.ndarray, size: int, replicate: bool):
+        """Rotated crops (K, 3, size, size) 0..255 on the mesh's device: OpenCV on the CPU, torch elsewhere."""
+        if isinstance(frames, np.ndarray):
+            return warp_regions_cv2(frames, frame_index, regions, size, replicate)
+        return sample_regions(frames, torch.tensor(frame_index), torch.from_numpy(regions), size, replicate)
+
     def reset(self) -> None:
         """Forget the tracked faces (the next frame is detected afresh)."""
         self._tracked = []
@@ -238,8 +260,8 @@ class TorchFaceMesh:
         cfg = net.config
         size = cfg["input_size"]
         side = float(max(width, height))
-        regions = torch.tensor([[width / 2, height / 2, side, side, 0.0]] * b, dtype=torch.float64)
-        pixels = sample_regions(frames, torch.arange(b), regions, size, replicate=False)
+        regions = np.array([[width / 2, height / 2, side, side, 0.0]] * b)
+        pixels = self._crops(frames, list(range(b)), regions, size, replicate=False)
         raw, logits = net((pixels * (2.0 / 255.0) - 1.0).to(self.dtype))
         raw, logits = raw.float(), logits.float()
         key = cfg["name"]
@@ -279,10 +301,10 @@ class TorchFaceMesh:
             return []
         _, height, width, _ = frames.shape
         reg = np.stack(regions)
-        pixel_regions = torch.tensor(
-            np.stack([reg[:, 0] * width, reg[:, 1] * height, reg[:, 2] * width, reg[:, 3] * height, reg[:, 4]], 1)
+        pixel_regions = np.stack(
+            [reg[:, 0] * width, reg[:, 1] * height, reg[:, 2] * width, reg[:, 3] * height, reg[:, 4]], 1
         )
-        pixels = sample_regions(frames, torch.tensor(frame_index), pixel_regions, MESH_SIZE, replicate=True)
+        pixels = self._crops(frames, frame_index, pixel_regions, MESH_SIZE, replicate=True)
         outputs = self._mesh((pixels / 255.0).to(self.dtype))
         mesh, lips, left_eye, right_eye, left_iris, right_iris, flag = (o.float().flatten(1) for o in outputs)
         points = mesh.reshape(-1, 468, 3) / MESH_SIZE
@@ -312,8 +334,10 @@ class TorchFaceMesh:
 
     def process_batch(self, frames: np.ndarray | torch.Tensor) -> list[list[np.ndarray]]:
         """uint8 RGB frames (B, H, W, 3) -> per frame, the normalised (478, 3) landmarks of each face."""
-        frames = torch.as_tensor(np.ascontiguousarray(frames) if isinstance(frames, np.ndarray) else frames)
-        frames = frames.to(self.device)
+        if self.device.type == "cpu":
+            frames = np.ascontiguousarray(frames.cpu().numpy() if isinstance(frames, torch.Tensor) else frames)
+        else:
+            frames = torch.as_tensor(frames).to(self.device)
         b, height, width, _ = frames.shape
         detections = self.detect(frames, self._detector, self.min_detection)
 

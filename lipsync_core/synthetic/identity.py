@@ -3,8 +3,8 @@
 Base photos: scikit-image's ``astronaut`` (Eileen Collins) and matplotlib's ``grace_hopper``.
 From each, a seeded ``IdentitySpec`` makes further identities: mirrored, face shape morphed
 by a mesh warp (face/jaw width, chin length, eye size, nose width, mouth width, lip
-thickness), recoloured (hue, saturation, brightness). MediaPipe (legacy face mesh, bundled
-model) finds the 478 landmarks once per base photo and mirror; a morph moves the landmarks
+thickness), recoloured (hue, saturation, brightness). MediaPipe's face mesh (the torch port in
+``lipsync_core.face.torch_mesh``) finds the 478 landmarks once per base photo and mirror; a morph moves the landmarks
 with the pixels, so the mesh stays the ground truth of the image.
 """
 
@@ -94,37 +94,29 @@ class Identity:
 
 
 def face_mesh_available() -> bool:
-    """True when MediaPipe's legacy face mesh (bundled model) can be used (mediapipe <= 0.10.21, Python <= 3.12)."""
-    try:
-        import mediapipe as mp
-
-        return hasattr(mp, "solutions") and hasattr(mp.solutions, "face_mesh")
-    except ImportError:
-        return False
+    """True: the puppet world meshes its photos with the shipped torch port of MediaPipe's face mesh."""
+    return True
 
 
 @functools.lru_cache(maxsize=1)
 def _face_mesh():
-    if not face_mesh_available():
-        raise LipSyncInputError(
-            "the puppet world needs MediaPipe's legacy face mesh (mediapipe==0.10.14 on Python <= 3.12); "
-            "install it from requirements.txt"
-        )
-    import mediapipe as mp
+    from ..face.torch_mesh import TorchFaceMesh
 
-    return mp.solutions.face_mesh.FaceMesh(
-        static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.5
-    )
+    return TorchFaceMesh(max_faces=1, static=True, min_detection=0.5, device="cpu")
 
 
 def detect_mesh(image_rgb: np.ndarray) -> np.ndarray | None:
-    """MediaPipe face mesh (478, 3) in pixels (z scaled like x), or None when no face is found."""
+    """MediaPipe's face mesh (478, 3) in pixels (z scaled like x), or None when no face is found.
+
+    The torch port (:mod:`lipsync_core.face.torch_mesh`) in static-image mode, as the mediapipe package's
+    legacy FaceMesh(static_image_mode=True, refine_landmarks=True) did before.
+    """
     h, w = image_rgb.shape[:2]
-    res = _face_mesh().process(np.ascontiguousarray(image_rgb))
-    if not res.multi_face_landmarks:
+    faces = _face_mesh().process_batch(np.ascontiguousarray(image_rgb)[None])[0]
+    if not faces:
         return None
-    lm = res.multi_face_landmarks[0].landmark
-    return np.array([(p.x * w, p.y * h, p.z * w) for p in lm], np.float32)
+    lm = faces[0]
+    return np.stack([lm[:, 0] * w, lm[:, 1] * h, lm[:, 2] * w], axis=1).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=8)
