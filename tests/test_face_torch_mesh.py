@@ -285,3 +285,20 @@ def test_networks_run_batched_and_in_half_precision():
         assert torch.allclose(a[1:2], b, atol=1e-4)
     half = TorchFaceMesh(dtype=torch.bfloat16)._mesh(x.to(torch.bfloat16))
     assert torch.allclose(half[0].float(), full[0], atol=2.0)  # pixels of a 192 crop
+
+
+def test_the_torch_crop_path_matches_the_opencv_one(astronaut):
+    """Frames as a torch tensor take the device path (torch warp, as on a GPU); numpy frames take OpenCV's."""
+    mesh = TorchFaceMesh(static=True)
+    frames = np.stack([astronaut, np.ascontiguousarray(astronaut[:, ::-1])])
+    on_cpu = mesh.process_batch(frames)
+    regions = [
+        np.array([0.45, 0.24, 0.33, 0.33, 0.05]),  # around the astronaut's face, slightly turned
+        np.array([0.55, 0.24, 0.33, 0.33, -0.05]),
+    ]
+    via_torch = mesh.mesh(torch.from_numpy(frames), [0, 1], regions)
+    via_cv2 = mesh.mesh(frames, [0, 1], regions)
+    for a, b in zip(via_torch, via_cv2, strict=True):
+        iod = float(interocular(np.concatenate([a[:, :2] * 512, np.zeros((478, 1))], 1)))
+        assert np.abs(a[:, :2] - b[:, :2]).max() * 512 / iod < 0.01
+    assert all(len(f) == 1 for f in on_cpu)
