@@ -20,17 +20,17 @@ NUM_MODES = 7
 
 @functools.lru_cache(maxsize=1)
 def astronaut_mesh_pixels() -> np.ndarray:
-    """(478, 3) MediaPipe landmarks of the astronaut photo, in pixels."""
+    """(478, 3) MediaPipe landmarks of the astronaut photo (the torch face mesh), in pixels."""
     import skimage.data
 
-    from lipsync_core.face.backends import MediaPipeBackend
+    from lipsync_core.face.backends import TorchMeshBackend
 
-    backend = MediaPipeBackend(25.0, max_faces=1, static=True)
+    backend = TorchMeshBackend(25.0, max_faces=1, static=True, device="cpu")
     try:
         faces = backend.process(skimage.data.astronaut())
     finally:
         backend.close()
-    assert faces, "MediaPipe did not find the astronaut's face"
+    assert faces, "the face mesh did not find the astronaut's face"
     return faces[0].landmarks.astype(np.float64)
 
 

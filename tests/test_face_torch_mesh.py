@@ -302,3 +302,15 @@ def test_the_torch_crop_path_matches_the_opencv_one(astronaut):
         iod = float(interocular(np.concatenate([a[:, :2] * 512, np.zeros((478, 1))], 1)))
         assert np.abs(a[:, :2] - b[:, :2]).max() * 512 / iod < 0.01
     assert all(len(f) == 1 for f in on_cpu)
+
+
+def test_the_frozen_cpu_graph_equals_the_eager_one():
+    from lipsync_core.face.torch_nets import load_cpu_net
+
+    for name in ("face_detector_short", "face_mesh_attention"):
+        eager, frozen = load_net(name), load_cpu_net(name)
+        size = eager.config["input_size"]
+        x = torch.rand(2, 3, size, size)
+        with torch.inference_mode():
+            for a, b in zip(eager(x), frozen(x), strict=True):
+                assert torch.allclose(a, b, atol=1e-5)

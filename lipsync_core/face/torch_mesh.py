@@ -29,7 +29,7 @@ import math
 import numpy as np
 import torch
 
-from .torch_nets import GraphNet, load_net, ssd_anchors
+from .torch_nets import DATA_DIR, GraphNet, load_cpu_net, ssd_anchors
 
 MESH_SIZE = 192
 ROI_SCALE = 1.5
@@ -236,10 +236,9 @@ class TorchFaceMesh:
         self._tracked: list[np.ndarray] = []
 
     def _net(self, name: str) -> GraphNet:
-        net = load_net(name)
-        if self.device.type != "cpu" or self.dtype != torch.float32:
-            net = _copy_to(net, self.device, self.dtype)
-        return net
+        if self.device.type == "cpu" and self.dtype == torch.float32:
+            return load_cpu_net(name)
+        return _copy_to(name, self.device, self.dtype)
 
     def _crops(self, frames, frame_index: list[int], regions: np.ndarray, size: int, replicate: bool):
         """Rotated crops (K, 3, size, size) 0..255 on the mesh's device: OpenCV on the CPU, torch elsewhere."""
@@ -390,8 +389,6 @@ class TorchFaceMesh:
         return results
 
 
-def _copy_to(net: GraphNet, device: torch.device, dtype: torch.dtype) -> GraphNet:
-    """A device/dtype copy of a cached network (the cached CPU fp32 one stays as it is)."""
-    import copy
-
-    return copy.deepcopy(net).to(device=device, dtype=dtype)
+def _copy_to(name: str, device: torch.device, dtype: torch.dtype) -> GraphNet:
+    """The network on a device / in a dtype (a fresh copy: the cached CPU ones stay as they are)."""
+    return GraphNet(DATA_DIR / f"{name}.safetensors").eval().to(device=device, dtype=dtype)
