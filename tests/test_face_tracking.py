@@ -227,3 +227,15 @@ def test_tracked_crops_jitter_less_when_smoothed(astronaut):
         return np.abs(np.diff(track.crop_transforms[:, :, 2], axis=0)).mean()
 
     assert jitter(smooth) < 0.6 * jitter(raw)
+
+
+def test_backend_mediapipe_without_the_package_runs_the_torch_port(astronaut, monkeypatch):
+    """Workflows saved with backend 'mediapipe' keep working where the package is not installed."""
+    import lipsync_core.face.tracking as tracking
+
+    monkeypatch.setattr(tracking, "has_legacy_face_mesh", lambda: False)
+    track = track_faces(astronaut[None], fps=25, backend="mediapipe")
+    assert track.backend == "torch" and track.detected.all()
+    assert any("mediapipe package is not installed" in note for note in track.notes)
+    default = track_faces(astronaut[None], fps=25)
+    np.testing.assert_array_equal(track.landmarks, default.landmarks)
