@@ -50,8 +50,10 @@ def timed(fn, repeat: int = 1):
     return best, result
 
 
-def landmark_rows(video: np.ndarray, device: str, dtype: torch.dtype, batch: int) -> list[tuple[str, float]]:
-    """frames/s of the face-landmark backends alone on this video (after one warm-up call each)."""
+def landmark_rows(
+    video: np.ndarray, device: str, dtype: torch.dtype, batch: int, repeat: int = 3
+) -> list[tuple[str, float]]:
+    """frames/s of the face-landmark backends alone on this video (after a warm-up; best of ``repeat``)."""
     n = len(video)
     rows = []
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -61,18 +63,19 @@ def landmark_rows(video: np.ndarray, device: str, dtype: torch.dtype, batch: int
         mesh.close()
 
         def run(mesh=mesh):
+            mesh.close()  # forget the tracked face: every run starts by detecting it
             for start in range(0, n, batch):
                 mesh.process_batch(video[start : start + batch])
             sync()
 
-        secs, _ = timed(run)
+        secs, _ = timed(run, repeat)
         mode = "static" if static else "video"
         rows.append((f"torch mesh {mode} ({device} {str(dtype)[6:]}, batch {batch})", n / secs))
     if has_legacy_face_mesh():
         for static in (False, True):
             mp = MediaPipeBackend(25.0, static=static)
             mp.process(video[0])
-            secs, _ = timed(lambda mp=mp: [mp.process(f) for f in video])
+            secs, _ = timed(lambda mp=mp: [mp.process(f) for f in video], repeat)
             mp.close()
             rows.append((f"mediapipe {'static' if static else 'video'} (its own threads)", n / secs))
     return rows
