@@ -41,7 +41,7 @@ def sample() -> dict[str, Any]:
     images = torch.from_numpy(astronaut_video(NUM_FRAMES, 192, gap=(6, 7))).float() / 255.0
     wave = speechlike(NUM_FRAMES / FPS + 0.2, 22050)
     audio = make_audio(torch.stack([torch.from_numpy(wave), 0.5 * torch.from_numpy(wave)]).numpy(), 22050)
-    track = StyleLipSyncTrackFaces().track(images, FPS, "mediapipe", "largest", "passthrough", 0.5)[0]
+    track = StyleLipSyncTrackFaces().track(images, FPS, "torch", "largest", "passthrough", 0.5)[0]
     features = StyleLipSyncAudioFeatures().features(models, FPS, 0, audio=audio, images=images)[0]
     style = StyleLipSyncStyleReference().reference(models, 64, 0.0, video_track=track, video_audio=audio)[0]
     motion = StyleLipSyncPredictMotion().predict(models, features, 1.0, 1.0, False, style=style)["result"][0]

@@ -199,7 +199,7 @@ def _video(**extra: Any) -> list[dict[str, Any]]:
 SAMPLE_CALLS: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
     "StyleLipSyncModelInfo": _model_info_call,
     "StyleLipSyncLoadModels": lambda _: [__import__("node_samples").model_inputs()],
-    "StyleLipSyncTrackFaces": lambda _: _video(fps=25.0, backend="mediapipe", face_choice="largest",
+    "StyleLipSyncTrackFaces": lambda _: _video(fps=25.0, backend="torch", face_choice="largest",
                                                no_face="passthrough", max_gap_seconds=0.5),
     "StyleLipSyncAudioFeatures": lambda _: [
         {"models": _samples()["models"], "fps": 25.0, "num_frames": 0, "audio": _samples()["audio"]},

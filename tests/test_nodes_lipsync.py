@@ -129,7 +129,7 @@ def test_modular_chain_renders_what_the_all_in_one_node_renders():
     from nodes.motion_nodes import StyleLipSyncStyleReference
 
     track = StyleLipSyncTrackFaces().track(
-        s["images"], FPS, "mediapipe", "largest", "interpolate", 0.5, models=s["models"]
+        s["images"], FPS, "torch", "largest", "interpolate", 0.5, models=s["models"]
     )[0]
     style = StyleLipSyncStyleReference().reference(s["models"], 256, 0.0, video_track=track, video_audio=audio)[0]
     feats = StyleLipSyncAudioFeatures().features(s["models"], FPS, 0, audio=audio, images=s["images"])[0]
