@@ -309,13 +309,13 @@ def test_the_torch_crop_path_matches_the_opencv_one(astronaut):
     assert all(len(f) == 1 for f in on_cpu)
 
 
-def test_the_frozen_cpu_graph_equals_the_eager_one():
+def test_the_traced_cpu_graph_equals_the_eager_one():
     from lipsync_core.face.torch_nets import load_cpu_net
 
     for name in ("face_detector_short", "face_mesh_attention"):
-        eager, frozen = load_net(name), load_cpu_net(name)
+        eager, traced = load_net(name), load_cpu_net(name)
         size = eager.config["input_size"]
         x = torch.rand(2, 3, size, size)
         with torch.inference_mode():
-            for a, b in zip(eager(x), frozen(x), strict=True):
+            for a, b in zip(eager(x), traced(x), strict=True):
                 assert torch.allclose(a, b, atol=1e-5)

@@ -233,7 +233,7 @@ class TorchFaceMesh:
         self.dtype = dtype or torch.float32
         self._detector = self._net("face_detector_short")
         self._mesh = self._net("face_mesh_attention")
-        self._full = self._net("face_detector_full") if full_range != "never" else None
+        self._full_net: GraphNet | None = None  # loaded on first use (most videos never need it)
         self._anchors = {}
         self._tracked: list[np.ndarray] = []
 
@@ -247,6 +247,14 @@ class TorchFaceMesh:
         if isinstance(frames, np.ndarray):
             return warp_regions_cv2(frames, frame_index, regions, size, replicate)
         return sample_regions(frames, torch.tensor(frame_index), torch.from_numpy(regions), size, replicate)
+
+    @property
+    def _full(self) -> GraphNet | None:
+        if self.full_range == "never":
+            return None
+        if self._full_net is None:
+            self._full_net = self._net("face_detector_full")
+        return self._full_net
 
     def reset(self) -> None:
         """Forget the tracked faces (the next frame is detected afresh)."""
