@@ -1,7 +1,7 @@
-"""ComfyUI entry point of the StyleLipSync node pack."""
+"""ComfyUI entry point of the StyleLipSync node pack (V3 schema: ComfyUI calls comfy_entrypoint)."""
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from .nodes import comfy_entrypoint
 
-WEB_DIRECTORY = "./web/js"
+WEB_DIRECTORY = "./web"
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
+__all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]

@@ -25,8 +25,7 @@ from .models.bundle import LipSyncModels
 from .render.codec import LatentCodec
 from .render.frames import Stopwatch
 from .render.settings import RenderSettings
-from .style import DEFAULT_REFERENCE_FRAMES
-from .types import LENGTH_POLICIES, FaceAnalysis, FaceTrack, LipMotion, LipSyncInputError
+from .types import DEFAULT_REFERENCE_FRAMES, LENGTH_POLICIES, FaceAnalysis, FaceTrack, LipMotion, LipSyncInputError
 
 Report = Callable[[str, int, int], None]  # (stage, done, total)
 

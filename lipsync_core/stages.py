@@ -22,8 +22,17 @@ from .render.codec import LatentCodec
 from .render.conditioning import choose_reference_frames
 from .render.frames import CropGenerator, FrameRenderer, Stopwatch
 from .render.settings import RenderSettings
-from .style import DEFAULT_REFERENCE_FRAMES, adjust_motion, assemble_reference
-from .types import AudioFeatures, FaceAnalysis, FaceTrack, FeatureSpec, LipMotion, LipSyncInputError, StyleReference
+from .style import adjust_motion, assemble_reference
+from .types import (
+    DEFAULT_REFERENCE_FRAMES,
+    AudioFeatures,
+    FaceAnalysis,
+    FaceTrack,
+    FeatureSpec,
+    LipMotion,
+    LipSyncInputError,
+    StyleReference,
+)
 
 # Windows per stage-1 call: bounds activation memory on long videos; the result does not depend on it.
 MOTION_BATCH = 512

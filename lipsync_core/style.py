@@ -11,9 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .motion import MouthModel
-from .types import AudioFeatures, FaceAnalysis, LipSyncInputError, StyleReference
-
-DEFAULT_REFERENCE_FRAMES = 256  # the paper's n
+from .types import DEFAULT_REFERENCE_FRAMES, AudioFeatures, FaceAnalysis, LipSyncInputError, StyleReference
 
 
 def choose_reference_window(usable: np.ndarray, speech: np.ndarray, length: int) -> np.ndarray:

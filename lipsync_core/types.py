@@ -47,6 +47,7 @@ LENGTH_POLICIES = ("trim_to_audio", "trim_to_video", "loop", "ping_pong", "pad_s
 SAMPLER_NAMES = ("ddim", "dpmpp_2m", "unipc", "euler")
 # Arithmetic precision of the networks (models.precision).
 PRECISIONS = ("fp32", "bf16", "fp16")
+DEFAULT_REFERENCE_FRAMES = 256  # the style reference's length n (the paper's)
 # The files of a models folder, by kind (the kind each file must hold). The VAE is optional.
 MODEL_FILES = {
     "motion": "motion.safetensors",

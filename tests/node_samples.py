@@ -11,15 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from StyleLipSync.nodes import NODE_CLASS_MAPPINGS
 
 from lipsync_core.audio import make_audio
-from nodes.audio_nodes import StyleLipSyncAudioFeatures
-from nodes.face_nodes import StyleLipSyncTrackFaces
-from nodes.load_models import StyleLipSyncLoadModels
-from nodes.motion_nodes import StyleLipSyncPredictMotion, StyleLipSyncStyleReference
 from tests.tiny_models import FPS, astronaut_video, save_models, speechlike, tiny_models
 
 NUM_FRAMES = 10
+
+
+def run(node_id: str, *args: Any, **inputs: Any) -> Any:
+    """Run a node as the host does (its V3 ``execute``), outside a host: the NodeOutput (index or unpack it;
+    ``.ui`` holds what it shows)."""
+    return NODE_CLASS_MAPPINGS[node_id].execute(*args, **inputs)
 
 
 @functools.cache
@@ -37,14 +40,14 @@ def model_inputs() -> dict[str, str]:
 @functools.cache
 def sample() -> dict[str, Any]:
     """models, images, audio (22.05 kHz stereo, 0.2 s longer than the video), track, features, style, motion."""
-    models = StyleLipSyncLoadModels().load(**model_inputs())[0]
+    models = run("StyleLipSyncLoadModels", **model_inputs())[0]
     images = torch.from_numpy(astronaut_video(NUM_FRAMES, 192, gap=(6, 7))).float() / 255.0
     wave = speechlike(NUM_FRAMES / FPS + 0.2, 22050)
     audio = make_audio(torch.stack([torch.from_numpy(wave), 0.5 * torch.from_numpy(wave)]).numpy(), 22050)
-    track = StyleLipSyncTrackFaces().track(images, FPS, "torch", "largest", "passthrough", 0.5)[0]
-    features = StyleLipSyncAudioFeatures().features(models, FPS, 0, audio=audio, images=images)[0]
-    style = StyleLipSyncStyleReference().reference(models, 64, 0.0, video_track=track, video_audio=audio)[0]
-    motion = StyleLipSyncPredictMotion().predict(models, features, 1.0, 1.0, False, style=style)["result"][0]
+    track = run("StyleLipSyncTrackFaces", images, FPS, "torch", "largest", "passthrough", 0.5)[0]
+    features = run("StyleLipSyncAudioFeatures", models, FPS, 0, audio=audio, images=images)[0]
+    style = run("StyleLipSyncStyleReference", models, 64, 0.0, video_track=track, video_audio=audio)[0]
+    motion = run("StyleLipSyncPredictMotion", models, features, 1.0, 1.0, False, style=style)[0]
     return {"models": models, "images": images, "audio": audio, "track": track, "features": features,
             "style": style, "motion": motion}  # fmt: skip
 

@@ -385,17 +385,16 @@ NODE_BATTERY: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module")
 def node_models():
-    from node_samples import model_inputs
+    from node_samples import model_inputs, run
 
-    from nodes.load_models import StyleLipSyncLoadModels
-
-    return StyleLipSyncLoadModels().load(**model_inputs())[0]
+    return run("StyleLipSyncLoadModels", **model_inputs())[0]
 
 
 @pytest.mark.parametrize("name", list(NODE_BATTERY))
 def test_node_battery(name, node_models):
+    from node_samples import run
+
     from lipsync_core.types import LipSyncInputError
-    from nodes.render_nodes import StyleLipSyncLipSync
 
     case = dict(NODE_BATTERY[name])
     width, height = case.pop("size", (96, 96))
@@ -420,13 +419,16 @@ def test_node_battery(name, node_models):
             "sampler": "ddim", "seed": 0, "chunk_size": 8, **kwargs}  # fmt: skip
     if error:
         with pytest.raises(LipSyncInputError) as err:
-            StyleLipSyncLipSync().lipsync(**call)
+            run("StyleLipSyncLipSync", **call)
         message = str(err.value)
         assert "\n" not in message
         for fragment in error:
             assert fragment in message, f"{fragment!r} not in {message!r}"
     else:
-        out, out_audio, mask, out_fps = StyleLipSyncLipSync().lipsync(**call)
+        out, out_audio, mask, out_fps, video = run("StyleLipSyncLipSync", **call)
+        parts = video.get_components()
+        assert torch.equal(parts.images, out) and float(parts.frame_rate) == pytest.approx(out_fps, rel=1e-6)
+        assert torch.equal(parts.audio["waveform"], out_audio["waveform"])
         assert out.shape == (frames_out, images.shape[1], images.shape[2], 3) and out_fps == fps
         assert mask.shape == out.shape[:3] and torch.isfinite(out_audio["waveform"]).all()
         rate = audio["sample_rate"]
@@ -486,25 +488,26 @@ def test_2_black_frames_get_no_face_painted_on_them(inputs, tmp_path, capsys):
 
 
 def test_2_the_all_in_one_node_exposes_the_no_face_policy_and_keeps_black_frames(node_models):
+    from node_samples import run
+    from StyleLipSync.nodes import NODE_CLASS_MAPPINGS
+
     from lipsync_core.audio import make_audio
     from lipsync_core.media import read_video
-    from nodes.render_nodes import StyleLipSyncLipSync
 
-    optional = StyleLipSyncLipSync.INPUT_TYPES()["optional"]
-    assert optional["no_face"][0] == ["interpolate", "passthrough"] and "max_gap_seconds" in optional
+    optional = NODE_CLASS_MAPPINGS["StyleLipSyncLipSync"].INPUT_TYPES()["optional"]
+    assert optional["no_face"][1]["options"] == ["interpolate", "passthrough"] and "max_gap_seconds" in optional
     frames, fps = read_video(DEMO / "video.mp4")
     frames = frames[:24].copy()
     frames[10:21] = 0
     images = torch.from_numpy(frames).float() / 255.0
     wave, rate = sf.read(DEMO / "target.wav", dtype="float32")
-    node = StyleLipSyncLipSync()
     common = {"models": node_models, "images": images, "audio": make_audio(wave, rate), "fps": fps,
               "length_policy": "trim_to_video", "style_strength": 1.0, "sampler": "ddim", "steps": 1, "seed": 0,
               "chunk_size": 8}  # fmt: skip
-    out, _, mask, _ = node.lipsync(**common)  # the default policy: interpolate dropouts only
+    out, _, mask, _, _ = run("StyleLipSyncLipSync", **common)  # the default policy: interpolate dropouts only
     assert torch.equal(out[10:21], images[10:21]) and mask[10:21].max() == 0
     assert mask[:10].amax(dim=(1, 2)).min() > 0  # the face frames were repainted
-    out, _, mask, _ = node.lipsync(**common, no_face="passthrough", max_gap_seconds=2.0)
+    out, _, mask, _, _ = run("StyleLipSyncLipSync", **common, no_face="passthrough", max_gap_seconds=2.0)
     assert torch.equal(out[10:21], images[10:21]) and mask[10:21].max() == 0
 
 
@@ -554,18 +557,15 @@ def test_4_odd_frame_size_is_kept_exactly(inputs, tmp_path, capsys):
 
 
 def test_4_every_node_returns_the_input_size():
-    from node_samples import model_inputs
+    from node_samples import model_inputs, run
 
     from lipsync_core.audio import make_audio
-    from nodes.load_models import StyleLipSyncLoadModels
-    from nodes.render_nodes import StyleLipSyncLipSync
 
-    models = StyleLipSyncLoadModels().load(**model_inputs())[0]
+    models = run("StyleLipSyncLoadModels", **model_inputs())[0]
     for width, height in ((97, 65), (64, 113)):
         images = torch.from_numpy(face_frames(4, width, height)).float() / 255.0
-        out, audio, mask, fps = StyleLipSyncLipSync().lipsync(
-            models, images, make_audio(speechlike(4 / FPS, 16000), 16000), FPS, "trim_to_video", 1.0, "ddim", 1, 0, 8
-        )
+        out, audio, mask, fps, _ = run("StyleLipSyncLipSync", models, FPS, "trim_to_video", 1.0, "ddim", 1, 0, 8,
+                                       images=images, audio=make_audio(speechlike(4 / FPS, 16000), 16000))
         assert out.shape == images.shape and mask.shape == images.shape[:3] and fps == FPS
 
 
@@ -619,20 +619,18 @@ def test_6_a_bad_argument_fails_within_2_s(inputs, tmp_path):
 def test_7_the_all_in_one_node_cleans_nan_audio_as_the_cli_does():
     """The AUDIO the node outputs holds exactly the samples the CLI would write: NaN/inf -> 0 (it used to pass
     NaN through to Video Combine), at the input's own rate and channels; the input AUDIO is left as it was."""
-    from node_samples import model_inputs
+    from node_samples import model_inputs, run
 
     from lipsync_core.audio import clean_waveform, make_audio
-    from nodes.load_models import StyleLipSyncLoadModels
-    from nodes.render_nodes import StyleLipSyncLipSync
 
-    models = StyleLipSyncLoadModels().load(**model_inputs())[0]
+    models = run("StyleLipSyncLoadModels", **model_inputs())[0]
     wave = np.stack([speechlike(6 / FPS, 22050)] * 2)
     wave[:, ::50], wave[1, 7::90] = np.nan, -np.inf
     audio = make_audio(wave, 22050)
     before = audio["waveform"].clone()
     images = torch.from_numpy(face_frames(6)).float() / 255.0
-    _, out_audio, _, _ = StyleLipSyncLipSync().lipsync(models, images, audio, FPS, "trim_to_audio", 1.0, "ddim", 1,
-                                                      0, 8, video_audio=audio)  # fmt: skip
+    _, out_audio, _, _, _ = run("StyleLipSyncLipSync", models, FPS, "trim_to_audio", 1.0, "ddim", 1, 0, 8,
+                                images=images, audio=audio, video_audio=audio)  # fmt: skip
     cleaned = out_audio["waveform"]
     n = cleaned.shape[-1]
     assert out_audio["sample_rate"] == 22050 and cleaned.shape[:2] == (1, 2) and torch.isfinite(cleaned).all()
@@ -642,12 +640,14 @@ def test_7_the_all_in_one_node_cleans_nan_audio_as_the_cli_does():
 
 
 def test_7_model_info_lists_the_shipped_demo_weights():
-    from nodes.lipsync_models import DEMO_CHOICE
-    from nodes.model_info import ALL_FILES, StyleLipSyncModelInfo
+    from node_samples import run
+    from StyleLipSync.nodes import NODE_CLASS_MAPPINGS
+    from StyleLipSync.nodes.lipsync_nodes import ALL_FILES
+    from StyleLipSync.nodes.models import DEMO_CHOICE
 
-    choices = StyleLipSyncModelInfo.INPUT_TYPES()["required"]["model"][0]
+    choices = NODE_CLASS_MAPPINGS["StyleLipSyncModelInfo"].INPUT_TYPES()["required"]["model"][1]["options"]
     assert choices[:2] == [ALL_FILES, DEMO_CHOICE]
     for choice in (ALL_FILES, DEMO_CHOICE):
-        report = StyleLipSyncModelInfo().inspect(choice)["result"][0]
+        report = run("StyleLipSyncModelInfo", choice)[0]
         for name in ("motion", "renderer", "mouth_model", "vae"):
             assert f"{DEMO_CHOICE}: {name}.safetensors: OK" in report, report

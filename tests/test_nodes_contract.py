@@ -1,7 +1,7 @@
-"""Contract of every node in NODE_CLASS_MAPPINGS, checked without a ComfyUI host.
+"""Contract of every node of the pack (V3 schema), checked without a ComfyUI host.
 
-Generic over the mapping: a node added later is checked by the same rules. A node's outputs are
-checked against RETURN_TYPES by really running it on the inputs :data:`SAMPLE_CALLS` builds.
+Generic over the node list: a node added later is checked by the same rules. A node's outputs are
+checked against its schema's outputs by really running it on the inputs :data:`SAMPLE_CALLS` builds.
 """
 
 from __future__ import annotations
@@ -10,19 +10,21 @@ import ast
 import inspect
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from pack_loader import COMFY_SOURCE
+from StyleLipSync import nodes
+from StyleLipSync.nodes import NODE_CLASS_MAPPINGS
+from StyleLipSync.nodes.host import CATEGORY, NODE_PREFIX, TYPE_PREFIX
+from StyleLipSync.nodes.sockets import CUSTOM_TYPES
 from workflow_check import check_widget_value, combo_choices, is_widget, spec_options, spec_type, workflow_files
 
-import nodes
 from lipsync_core.weights import save_tensors
-from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
-from nodes.comfy_host import CATEGORY, NODE_PREFIX, TYPE_PREFIX
-from nodes.graph_types import CUSTOM_TYPES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,6 +40,7 @@ CORE_TYPES = frozenset(
 HIDDEN_VALUES = frozenset(
     {"PROMPT", "EXTRA_PNGINFO", "UNIQUE_ID", "DYNPROMPT", "AUTH_TOKEN_COMFY_ORG", "API_KEY_COMFY_ORG"}
 )
+ROOT_DOCS = ROOT / "web" / "docs"
 
 NODE_IDS = sorted(NODE_CLASS_MAPPINGS)
 
@@ -64,20 +67,45 @@ def _needs(fn: Callable[..., Any]) -> list[str]:
     ]
 
 
-def test_pack_exports_nodes():
-    assert NODE_IDS, "NODE_CLASS_MAPPINGS is empty"
+def test_pack_exports_a_v3_extension():
+    import asyncio
+
+    from comfy_api.latest import ComfyExtension, io
+
+    assert NODE_IDS, "no node"
     root = (ROOT / "__init__.py").read_text(encoding="utf-8")
-    assert "NODE_CLASS_MAPPINGS" in root and "WEB_DIRECTORY" in root
+    assert "comfy_entrypoint" in root and "WEB_DIRECTORY" in root
+    assert "NODE_CLASS_MAPPINGS" not in root, "ComfyUI takes the V1 path when the pack exports NODE_CLASS_MAPPINGS"
     assert (ROOT / "web" / "js").is_dir()
+    extension = asyncio.run(nodes.comfy_entrypoint())
+    assert isinstance(extension, ComfyExtension)
+    listed = asyncio.run(extension.get_node_list())
+    assert all(issubclass(cls, io.ComfyNode) for cls in listed)
+    assert sorted(cls.GET_SCHEMA().node_id for cls in listed) == NODE_IDS
 
 
 @pytest.mark.parametrize("node_id", NODE_IDS)
 def test_identity(node_id):
     cls = NODE_CLASS_MAPPINGS[node_id]
+    schema = cls.GET_SCHEMA()
     assert node_id.startswith(NODE_PREFIX), f"{node_id}: ids start with {NODE_PREFIX}"
-    assert node_id in NODE_DISPLAY_NAME_MAPPINGS, f"{node_id}: no display name"
+    assert schema.display_name and schema.display_name.startswith("StyleLipSync "), f"{node_id}: no display name"
     assert cls.CATEGORY == CATEGORY or cls.CATEGORY.startswith(CATEGORY + "/"), f"{node_id}: category {cls.CATEGORY}"
-    assert isinstance(getattr(cls, "DESCRIPTION", ""), str) and cls.DESCRIPTION, f"{node_id}: add a DESCRIPTION"
+    assert isinstance(getattr(cls, "DESCRIPTION", ""), str) and cls.DESCRIPTION, f"{node_id}: add a description"
+
+
+@pytest.mark.parametrize("node_id", NODE_IDS)
+def test_every_socket_and_widget_has_a_tooltip_and_the_node_a_help_page(node_id):
+    schema = NODE_CLASS_MAPPINGS[node_id].GET_SCHEMA()
+    missing = [i.id for i in schema.inputs or [] if not i.tooltip]
+    missing += [o.display_name for o in schema.outputs or [] if not o.tooltip]
+    assert missing == [], f"{node_id}: add tooltips to {missing}"
+    page = ROOT_DOCS / f"{node_id}.md"
+    assert page.is_file(), f"{node_id}: add the help page web/docs/{node_id}.md (the frontend shows it)"
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("# ") and len(text) > 300, f"{page.name}: a title and a few paragraphs"
+    for i in schema.inputs or []:
+        assert f"`{i.id}`" in text, f"{page.name}: describe the input `{i.id}`"
 
 
 @pytest.mark.parametrize("node_id", NODE_IDS)
@@ -104,32 +132,28 @@ def test_input_types(node_id):
             if kind == "COMBO":
                 assert combo_choices(entry), f"{node_id}.{name}: a combo with no choices cannot be used"
     for name, value in (spec.get("hidden") or {}).items():
-        assert value in HIDDEN_VALUES, f"{node_id}: hidden input {name}={value!r}"
+        assert value[0] in HIDDEN_VALUES, f"{node_id}: hidden input {name}={value!r}"
 
 
 @pytest.mark.parametrize("node_id", NODE_IDS)
-def test_function_signature(node_id):
+def test_execute_signature(node_id):
+    """``execute`` takes every declared input by name and needs only the required ones (hidden inputs reach a
+    V3 node as ``cls.hidden``, not as arguments); so does ``fingerprint_inputs``."""
     cls = NODE_CLASS_MAPPINGS[node_id]
     spec = _inputs(cls)
-    fn = getattr(cls, cls.FUNCTION, None)
-    assert callable(fn), f"{node_id}: FUNCTION {cls.FUNCTION!r} is not a method"
-    method = getattr(cls(), cls.FUNCTION)
-    declared = [n for s in ("required", "optional", "hidden") for n in (spec.get(s) or {})]
-    assert _accepts(method, declared) == [], f"{node_id}: {cls.FUNCTION}() cannot take these inputs"
+    declared = [n for s in ("required", "optional") for n in (spec.get(s) or {})]
+    assert _accepts(cls.execute, declared) == [], f"{node_id}: execute() cannot take these inputs"
     required = set(spec.get("required") or {})
-    unfed = [n for n in _needs(method) if n not in required]
-    assert unfed == [], f"{node_id}: {cls.FUNCTION}() needs {unfed}, which are not required inputs"
-    for hook in ("IS_CHANGED", "VALIDATE_INPUTS", "check_lazy_status"):
-        if hasattr(cls, hook):
-            target = getattr(cls, hook) if hook != "check_lazy_status" else getattr(cls(), hook)
-            assert [n for n in _needs(target) if n not in required] == [], f"{node_id}.{hook} needs non-required inputs"
+    unfed = [n for n in _needs(cls.execute) if n not in required]
+    assert unfed == [], f"{node_id}: execute() needs {unfed}, which are not required inputs"
+    if "fingerprint_inputs" in vars(cls):
+        assert [n for n in _needs(cls.fingerprint_inputs) if n not in required] == [], node_id
 
 
 @pytest.mark.parametrize("node_id", NODE_IDS)
 def test_return_declarations(node_id):
     cls = NODE_CLASS_MAPPINGS[node_id]
     n = len(cls.RETURN_TYPES)
-    assert isinstance(cls.RETURN_TYPES, tuple)
     for attr in ("RETURN_NAMES", "OUTPUT_IS_LIST", "OUTPUT_TOOLTIPS"):
         if hasattr(cls, attr):
             assert len(getattr(cls, attr)) == n, f"{node_id}: {attr} has {len(getattr(cls, attr))} entries, not {n}"
@@ -159,15 +183,15 @@ def _check_value(kind: str, value: Any) -> str | None:
     return None if check is None or check(value) else f"{type(value).__name__} for {kind}"
 
 
-def check_result(cls: type, result: Any) -> list[str]:
-    """Problems of what a node's FUNCTION returned, measured against RETURN_TYPES / OUTPUT_IS_LIST."""
-    if isinstance(result, dict):
-        assert set(result) <= {"ui", "result", "expand"}, result.keys()
-        if "ui" in result:
-            assert isinstance(result["ui"], dict) and all(isinstance(v, list) for v in result["ui"].values())
-            json.dumps(result["ui"])  # the frontend gets it as JSON
-        result = result.get("result", ())
-    assert isinstance(result, tuple), f"returns {type(result).__name__}, not a tuple"
+def check_result(cls: type, output: Any) -> list[str]:
+    """Problems of what a node's ``execute`` returned, measured against its outputs (RETURN_TYPES)."""
+    from comfy_api.latest import io
+
+    assert isinstance(output, io.NodeOutput), f"returns {type(output).__name__}, not a NodeOutput"
+    if output.ui is not None:
+        assert isinstance(output.ui, dict) and all(isinstance(v, list) for v in output.ui.values())
+        json.dumps(output.ui)  # the frontend gets it as JSON
+    result = tuple(output.args)
     problems = []
     if len(result) != len(cls.RETURN_TYPES):
         return [f"returns {len(result)} values for {len(cls.RETURN_TYPES)} outputs"]
@@ -226,7 +250,8 @@ SAMPLE_CALLS: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
     "StyleLipSyncPreviewMotion": lambda _: [
         {k: _samples()[k] for k in ("models", "images", "track", "motion")}
     ],
-    "StyleLipSyncRender": lambda _: [__import__("node_samples").render_kwargs(unique_id="7")],
+    "StyleLipSyncRender": lambda _: [__import__("node_samples").render_kwargs()],
+    "StyleLipSyncDemoMedia": lambda _: [{}],
     "StyleLipSyncLipSync": lambda _: [
         {"models": _samples()["models"], "images": _samples()["images"], "audio": _samples()["audio"], "fps": 25.0,
          "length_policy": "trim_to_audio", "style_strength": 1.0, "sampler": "ddim", "steps": 2, "seed": 1,
@@ -268,7 +293,7 @@ def test_outputs_match_return_types(node_id, tmp_path):
     assert node_id in SAMPLE_CALLS, f"{node_id}: add a sample call to SAMPLE_CALLS"
     for kwargs in SAMPLE_CALLS[node_id](tmp_path):
         before = global_state()
-        result = getattr(cls(), cls.FUNCTION)(**kwargs)
+        result = cls.execute(**kwargs)
         assert check_result(cls, result) == []
         after = global_state()
         assert {k: v for k, v in after.items() if before[k] != v} == {}, f"{node_id} changed global state"
@@ -289,21 +314,25 @@ def test_core_imports_itself_relatively():
     assert offenders == []
 
 
-def test_nodes_never_import_comfy_eagerly():
-    """Module-level imports of comfy would break ``import nodes`` outside ComfyUI; they must stay lazy."""
-    host_modules = {"comfy", "comfy_extras", "comfy_api", "folder_paths", "server", "execution", "node_helpers"}
+def test_nodes_use_comfyui_through_its_api_only():
+    """At module level the nodes import ComfyUI's public API (comfy_api) and nothing else of it; any other host
+    module is reached at run time through host.host_module, so the pack's maths run the same outside a host.
+    And no module is imported by a name built at run time (the core is reached by relative imports)."""
+    host_modules = {"comfy", "comfy_extras", "folder_paths", "server", "execution", "node_helpers", "comfy_execution"}
     offenders = []
     for path in sorted((ROOT / "nodes").rglob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in tree.body:  # top level only: imports inside functions are lazy by construction
+        text = path.read_text(encoding="utf-8")
+        for node in ast.parse(text).body:  # top level only: imports inside functions are lazy by construction
             names = []
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 names = [node.module or ""]
-            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in host_modules]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in host_modules | {"lipsync_core"}]
+        if re.search(r"import_module\([^)]*(core|lipsync)", text):
+            offenders.append(f"{path.name}: imports the core by name")
     assert offenders == []
-    assert nodes.NODE_CLASS_MAPPINGS  # and the import above worked without ComfyUI
+    assert len(list((ROOT / "nodes").glob("*.py"))) <= 7, "the adapter layer stays a handful of files"
 
 
 def test_example_workflows_exist_with_thumbnails():
@@ -315,9 +344,10 @@ def test_example_workflows_exist_with_thumbnails():
 
 OPTIONAL_MODULES = (
     "mediapipe", "insightface", "onnxruntime", "transformers", "diffusers", "xformers", "cv2", "librosa",
-    "soundfile", "av", "scipy", "skimage", "espeakng_loader", "tqdm",
+    "soundfile", "scipy", "skimage", "espeakng_loader", "tqdm",
 )  # fmt: skip
-"""Everything but torch, numpy and safetensors: the pack must import without any of them."""
+"""Everything but torch, numpy, safetensors and av (ComfyUI's own requirements): the pack must import without
+any of them."""
 
 _BLOCKED_IMPORT = """
 import importlib.abc, sys
@@ -327,14 +357,19 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in BLOCKED:
             raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
         return None
+import importlib.util, os, tempfile, torch
+sys.path.append(sys.argv[2])  # ComfyUI's sources: comfy_api (and av, which ComfyUI itself requires)
+import comfy_api.latest
 sys.meta_path.insert(0, Block())
-import os, tempfile, torch
 before = (dict(os.environ), list(sys.path), tempfile.tempdir, torch.get_num_threads(), torch.get_default_dtype())
-import nodes
+spec = importlib.util.spec_from_file_location("StyleLipSync", "__init__.py", submodule_search_locations=["."])
+pack = importlib.util.module_from_spec(spec)
+sys.modules["StyleLipSync"] = pack
+spec.loader.exec_module(pack)
 after = (dict(os.environ), list(sys.path), tempfile.tempdir, torch.get_num_threads(), torch.get_default_dtype())
 assert before == after, "importing the pack changed process-wide state"
-assert nodes.NODE_CLASS_MAPPINGS
-print(sorted(nodes.NODE_CLASS_MAPPINGS))
+from StyleLipSync.nodes import NODE_CLASS_MAPPINGS
+print(sorted(NODE_CLASS_MAPPINGS))
 """
 
 
@@ -345,7 +380,7 @@ def test_pack_imports_without_optional_dependencies():
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-c", _BLOCKED_IMPORT, ",".join(OPTIONAL_MODULES)],
+        [sys.executable, "-c", _BLOCKED_IMPORT, ",".join(OPTIONAL_MODULES), str(COMFY_SOURCE)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -362,5 +397,5 @@ def test_registry_metadata():
     comfy = config["tool"]["comfy"]
     assert comfy["PublisherId"] and comfy["DisplayName"] == "StyleLipSync"
     assert comfy["Icon"].endswith("/web/icon.svg") and (ROOT / "web" / "icon.svg").is_file()
-    assert comfy["requires-comfyui"].startswith(">=")
+    assert comfy["requires-comfyui"] == ">=0.3.64"  # the oldest the tests pass on (its V3 API, tests/e2e)
     assert "web" not in comfy, "WEB_DIRECTORY already serves web/js; a second registration loads the script twice"

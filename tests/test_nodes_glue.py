@@ -14,15 +14,19 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from node_samples import run
+from StyleLipSync.nodes.host import (
+    HostedModel,
+    Progress,
+    adapt_comfy_attention,
+    check_interrupted,
+    comfy_attention_installed,
+)
+from StyleLipSync.nodes.models import ModelCache, inspect_weights_file
+from StyleLipSync.nodes.sockets import fps_of, resolve_fps
 
 from lipsync_core.types import LipSyncInputError
 from lipsync_core.weights import save_tensors
-from nodes.attention import adapt_comfy_attention, comfy_attention_installed
-from nodes.fps import fps_of, resolve_fps
-from nodes.hosted_model import HostedModel
-from nodes.model_cache import ModelCache
-from nodes.model_info import StyleLipSyncModelInfo, inspect_weights_file
-from nodes.progress import Progress, check_interrupted
 
 
 def _write(path, text="x"):
@@ -106,12 +110,13 @@ def test_fps_of_a_file_video_reads_the_header_without_decoding(tmp_path):
 def test_progress_and_interrupt_are_silent_outside_comfyui():
     progress = Progress(3)
     seen = []
-    callback = progress.callback()
     for done in range(1, 4):
-        callback(done, 3)
+        progress.set(done)
         seen.append(progress.current)
-    progress.update(5)
+    progress.set(8)
     assert seen == [1, 2, 3] and progress.current == 3
+    progress.set(4, total=10)
+    assert (progress.current, progress.total) == (4, 10)
     check_interrupted()
 
 
@@ -176,46 +181,18 @@ def test_model_info_reports_good_and_broken_files(tmp_path):
     junk = _write(tmp_path / "junk.safetensors", "definitely not safetensors")
     assert inspect_weights_file(junk)["problems"]
 
-    out = StyleLipSyncModelInfo().inspect(str(good))
-    report, details = out["result"]
+    out = run("StyleLipSyncModelInfo", str(good))
+    report, details = out
     assert report.startswith("motion.safetensors: OK") and "136 parameters" in report
     assert json.loads(details)[0]["config"] == {"d_model": 256, "heads": 8}
-    assert out["ui"]["stylelipsync_text"] == [report]
+    assert out.ui["stylelipsync_text"] == [report]
     with pytest.raises(LipSyncInputError, match="model: no such file"):
-        StyleLipSyncModelInfo().inspect(str(tmp_path / "missing.safetensors"))
-
-
-def test_load_hosted_model_reads_each_file_version_once(tmp_path):
-    from lipsync_core.weights import WeightsFileError
-    from nodes.loading import load_hosted_model
-
-    lin = torch.nn.Linear(3, 2)
-    path = save_tensors(tmp_path / "m.safetensors", lin.state_dict(), "motion", {"d_in": 3, "d_out": 2})
-    built = []
-
-    def build(wf):
-        module = torch.nn.Linear(wf.config["d_in"], wf.config["d_out"])
-        module.load_state_dict(wf.tensors)
-        built.append(module)
-        return module
-
-    cache = ModelCache()
-    first = load_hosted_model(str(path), "motion", build, cache=cache)
-    again = load_hosted_model(path, "motion", build, cache=cache)
-    assert again is first and len(built) == 1 and cache.loads(path, kind="motion") == 1
-    assert first.config == {"d_in": 3, "d_out": 2} and first.name == "motion:m.safetensors"
-    x = torch.randn(4, 3)
-    torch.testing.assert_close(first.ready()(x), lin(x))
-    with pytest.raises(WeightsFileError, match="holds a 'motion' model, but a 'renderer' model is expected"):
-        load_hosted_model(path, "renderer", build, cache=cache)
-    with pytest.raises(LipSyncInputError, match="motion_model: no such file"):
-        load_hosted_model(tmp_path / "nope.safetensors", "motion", build, input_name="motion_model", cache=cache)
+        run("StyleLipSyncModelInfo", str(tmp_path / "missing.safetensors"))
 
 
 def test_motion_view_payload_is_bounded_and_faithful():
     import numpy as np
-
-    from nodes.ui_payload import MOTION_KEY, motion_view_payload
+    from StyleLipSync.nodes.views import MOTION_KEY, motion_view_payload
 
     t, n = 10_000, 300
     opening = np.sin(np.linspace(0, 20, t))

@@ -12,7 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from workflow_check import HOST_NODE_NAMES, check_workflow, pack_object_info, widget_names, workflow_files
+from workflow_check import (
+    HOST_NODE_NAMES,
+    check_workflow,
+    earlier_inputs,
+    earlier_workflow_files,
+    pack_object_info,
+    widget_names,
+    workflow_files,
+)
 
 sys.path.insert(0, str(Path(__file__).parent / "e2e"))
 from comfy_client import ComfyError, ui_to_api  # noqa: E402
@@ -132,3 +140,11 @@ def test_dict_widgets_values_as_videohelpersuite_saves_them():
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
 def test_example_workflows_pass_offline(path):
     assert check_workflow(json.loads(path.read_text(encoding="utf-8")), pack_object_info()) == []
+
+
+@pytest.mark.parametrize("path", earlier_workflow_files(), ids=lambda p: p.name)
+def test_workflows_saved_with_0_1_pass_offline(path):
+    """Today's pack against the example workflows of 0.1 (kept as fixtures): every node, widget value and link
+    still fits; a link into an input that no longer exists is one the node still accepts (EARLIER_INPUTS)."""
+    workflow = json.loads(path.read_text(encoding="utf-8"))
+    assert check_workflow(workflow, pack_object_info(), earlier=earlier_inputs()) == []

@@ -78,12 +78,14 @@ def test_vae_with_other_latent_channels_is_refused(models):
 
 
 def test_node_render_defaults_are_the_pipeline_defaults():
-    from nodes.plumbing import RENDER_WIDGETS
+    from StyleLipSync.nodes import NODE_CLASS_MAPPINGS
 
     defaults = RenderSettings()
-    assert RENDER_WIDGETS["sampler"][1]["default"] == defaults.sampler
-    assert RENDER_WIDGETS["steps"][1]["default"] == defaults.steps
-    assert RENDER_WIDGETS["chunk_size"][1]["default"] == defaults.chunk_size
+    for node_id in ("StyleLipSyncRender", "StyleLipSyncLipSync"):
+        widgets = NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()["required"]
+        for name, value in (("sampler", defaults.sampler), ("steps", defaults.steps), ("seed", defaults.seed),
+                            ("chunk_size", defaults.chunk_size)):
+            assert widgets[name][1]["default"] == value, (node_id, name)
 
 
 def test_video_file_frames_serve_any_order_and_hold_only_what_was_asked(tmp_path):

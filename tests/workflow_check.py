@@ -53,31 +53,14 @@ HOST_NODE_NAMES = frozenset(
 # ---------------------------------------------------------------------------- node definitions
 
 
-def node_info(node_id: str, cls: type, display_name: str | None = None) -> dict[str, Any]:
-    """The ``/object_info`` entry ComfyUI's server builds for a V1 node class (server.py node_info)."""
-    inputs = cls.INPUT_TYPES()
-    return {
-        "input": inputs,
-        "input_order": {key: list(value.keys()) for key, value in inputs.items()},
-        "output": list(cls.RETURN_TYPES),
-        "output_is_list": list(getattr(cls, "OUTPUT_IS_LIST", [False] * len(cls.RETURN_TYPES))),
-        "output_name": list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)),
-        "name": node_id,
-        "display_name": display_name or node_id,
-        "description": getattr(cls, "DESCRIPTION", ""),
-        "category": getattr(cls, "CATEGORY", "sd"),
-        "output_node": bool(getattr(cls, "OUTPUT_NODE", False)),
-    }
-
-
 def pack_object_info() -> dict[str, dict[str, Any]]:
-    """``/object_info`` of this pack's nodes, built from NODE_CLASS_MAPPINGS without a host."""
-    from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+    """``/object_info`` of this pack's nodes as ComfyUI's server builds it (V3: ``GET_NODE_INFO_V1``), no host."""
+    from pack_loader import load_pack
 
-    return {
-        node_id: node_info(node_id, cls, NODE_DISPLAY_NAME_MAPPINGS.get(node_id))
-        for node_id, cls in NODE_CLASS_MAPPINGS.items()
-    }
+    load_pack()
+    from StyleLipSync.nodes import NODE_CLASS_MAPPINGS
+
+    return {node_id: cls.GET_NODE_INFO_V1() for node_id, cls in NODE_CLASS_MAPPINGS.items()}
 
 
 def ordered_inputs(info: Mapping[str, Any]) -> list[tuple[str, Any]]:
@@ -183,14 +166,29 @@ def _links_by_id(workflow: Mapping[str, Any]) -> dict[int, list[Any]]:
     return out
 
 
+def earlier_inputs() -> dict[str, frozenset[str]]:
+    """Inputs of our nodes that workflows saved with an earlier version may still link, which the node now
+    accepts and ignores (node id -> names; each node class says which, as ``EARLIER_INPUTS``)."""
+    from pack_loader import load_pack
+
+    load_pack()
+    from StyleLipSync.nodes import NODE_CLASS_MAPPINGS
+
+    return {node_id: cls.EARLIER_INPUTS for node_id, cls in NODE_CLASS_MAPPINGS.items()
+            if hasattr(cls, "EARLIER_INPUTS")}  # fmt: skip
+
+
 def check_workflow(
-    workflow: Mapping[str, Any], object_info: Mapping[str, Any], host_names: Iterable[str] = HOST_NODE_NAMES
+    workflow: Mapping[str, Any], object_info: Mapping[str, Any], host_names: Iterable[str] = HOST_NODE_NAMES,
+    earlier: Mapping[str, Iterable[str]] | None = None,
 ) -> list[str]:
     """Problems of a UI-format workflow; empty when it is valid against ``object_info``.
 
     A node type absent from ``object_info`` but listed in ``host_names`` is accepted unchecked
     (offline use); pass ``host_names=()`` with a host's full ``/object_info`` to check everything.
+    ``earlier``: node type -> input names a node still accepts from workflows of an earlier version.
     """
+    earlier = earlier or {}
     problems: list[str] = []
     host_names = frozenset(host_names)
     nodes = workflow.get("nodes")
@@ -251,6 +249,8 @@ def check_workflow(
         out_type = oinfo["output"][oslot] if oinfo and oslot < len(oinfo["output"]) else None
         in_name = ins[tslot].get("name")
         in_spec = dict(ordered_inputs(tinfo)).get(in_name) if tinfo else None
+        if in_spec is None and in_name in earlier.get(tnode.get("type"), ()):
+            continue
         if tinfo and in_spec is None and tnode.get("type") not in FRONTEND_ONLY_NODES:
             problems.append(f"{where}: node {target} ({tnode.get('type')}) has no input '{in_name}'")
             continue
@@ -261,6 +261,14 @@ def check_workflow(
         if out_type is not None and ltype not in (None, "*") and not types_fit(out_type, str(ltype)):
             problems.append(f"{where}: says type {ltype} but node {origin} slot {oslot} gives {out_type}")
     return problems
+
+
+EARLIER_WORKFLOWS = ROOT / "tests" / "fixtures" / "workflows_0.1"
+"""The example workflows as version 0.1 shipped them: they must keep loading and running (tests, tests/e2e)."""
+
+
+def earlier_workflow_files() -> list[Path]:
+    return sorted(EARLIER_WORKFLOWS.glob("*.json"))
 
 
 def workflow_files(root: Path = ROOT) -> list[Path]:

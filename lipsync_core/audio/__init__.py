@@ -24,6 +24,7 @@ _EXPORTS = {
     "duration_frames": "io",
     "load_audio_file": "io",
     "make_audio": "io",
+    "read_audio_file": "io",
     "resample": "io",
     "scale_samples": "io",
     "LENGTH_POLICIES": "length",

@@ -30,10 +30,10 @@ NOTE_MODEL_INFO = (
     "file is whole. Pick one file or '(all files)' and press Run."
 )
 
-DEMO_VIDEO = "stylelipsync_demo_video.mp4"  # lipsync_core/assets/demo/video.mp4, copied into ComfyUI/input
-DEMO_AUDIO = "stylelipsync_demo_target.wav"  # lipsync_core/assets/demo/target.wav
-DEMO_OTHER_STYLE = "stylelipsync_demo_other_style.mp4"  # lipsync_core/assets/demo/other_style.mp4
-INPUT_FILES = {  # name in ComfyUI/input -> file of the pack (tests copy them; users copy them once)
+DEMO_VIDEO = "stylelipsync_demo_video.mp4"  # the 0.1 workflows (tests/fixtures) load these from ComfyUI/input
+DEMO_AUDIO = "stylelipsync_demo_target.wav"
+DEMO_OTHER_STYLE = "stylelipsync_demo_other_style.mp4"
+INPUT_FILES = {  # name in ComfyUI/input -> file of the pack (the e2e tests copy them for the 0.1 workflows)
     DEMO_VIDEO: "lipsync_core/assets/demo/video.mp4",
     DEMO_AUDIO: "lipsync_core/assets/demo/target.wav",
     DEMO_OTHER_STYLE: "lipsync_core/assets/demo/other_style.mp4",
@@ -41,10 +41,10 @@ INPUT_FILES = {  # name in ComfyUI/input -> file of the pack (tests copy them; u
 DEMO_MODELS = "demo (shipped)"  # lipsync_core/assets/demo_models/, shipped with the pack
 MODEL_WIDGETS = {"motion_model": DEMO_MODELS, "renderer": DEMO_MODELS, "mouth_model": DEMO_MODELS, "vae": DEMO_MODELS}
 FAST = {"steps": 10, "chunk_size": 16}  # the demo renderer's 16x16 latent: 10 steps run in seconds on a CPU
-COPY_INPUTS = (
-    "Inputs: copy video.mp4, target.wav and other_style.mp4 from custom_nodes/<this pack>/lipsync_core/assets/demo "
-    "into ComfyUI/input as stylelipsync_demo_video.mp4, stylelipsync_demo_target.wav and "
-    "stylelipsync_demo_other_style.mp4."
+DEMO_MEDIA = (
+    "Inputs: StyleLipSync Demo Media gives the clips shipped with the pack (a puppet speaking, new speech for it, "
+    "another speaker's clip), so this runs as it is. For your own: Load Video + Get Video Components (or "
+    "VideoHelperSuite's Load Video) and Load Audio in their place."
 )
 MODELS_NOTE = (
     "Models: 'demo (shipped)' are the pack's small demo weights (lipsync_core/assets/demo_models). Your own "
@@ -56,26 +56,25 @@ NOTE_DEMO = (
     "The demo person's video gets new speech. The video is tracked once; its own audio and lips are the style "
     "reference; Match Length cuts the video (and its track) to the new audio; stage 1 predicts the lip motion "
     "(the Predict node draws it); Preview Motion shows the predicted lips and the attention over the reference; "
-    "Render repaints the lower face.\n\n" + COPY_INPUTS + "\n\n" + MODELS_NOTE
+    "Render repaints the lower face.\n\n" + DEMO_MEDIA + "\n\n" + MODELS_NOTE
 )
 NOTE_VHS = (
     "StyleLipSync with VideoHelperSuite\n\n"
-    "Load Video (VHS) gives frames, the video's own audio and video_info (its loaded_fps is the frame rate "
-    "every node uses). The new speech comes from Load Audio (VHS). Video Combine writes the mp4 with the new "
-    "audio.\n\n" + COPY_INPUTS + "\n\n" + MODELS_NOTE
+    "The modular chain with VideoHelperSuite's Video Combine writing the mp4 with the new audio. With your own "
+    "clip, VHS Load Video gives frames, the video's own audio and video_info (its loaded_fps is the frame rate "
+    "every node uses); connect them where Demo Media's outputs are.\n\n" + DEMO_MEDIA + "\n\n" + MODELS_NOTE
 )
 NOTE_CORE = (
     "StyleLipSync all in one, core video nodes\n\n"
-    "Load Video -> Get Video Components gives frames, audio and fps. The all-in-one node tracks, predicts and "
-    "renders; its audio output is the new speech cut to the frames; Create Video + Save Video write the mp4. "
-    "The video's own audio (video_audio) makes the video its own style reference.\n\n"
-    + COPY_INPUTS + "\n\n" + MODELS_NOTE
+    "A VIDEO in, a VIDEO out: the all-in-one node takes the video's frames, fps and own sound (its style "
+    "reference), tracks, predicts and renders, and gives the lip-synced VIDEO with the new speech for Save "
+    "Video. Change only the seed and run again: only the render runs.\n\n" + DEMO_MEDIA + "\n\n" + MODELS_NOTE
 )  # fmt: skip
 NOTE_STYLE = (
     "StyleLipSync style transfer\n\n"
-    "The lips follow the new speech in ANOTHER person's speaking style: the style clip (other_style.mp4, a "
-    "different speaker, with its own audio) is the style reference instead of the video itself. Style strength "
-    "0 gives the model's generic style, 1 the style clip's.\n\n" + COPY_INPUTS + "\n\n" + MODELS_NOTE
+    "The lips follow the new speech in ANOTHER person's speaking style: the style clip (a different speaker, "
+    "with its own audio) is the style reference instead of the video itself. Style strength 0 gives the "
+    "model's generic style, 1 the style clip's.\n\n" + DEMO_MEDIA + "\n\n" + MODELS_NOTE
 )
 
 
@@ -96,98 +95,80 @@ SPECS: dict[str, dict[str, Any]] = {
     "stylelipsync_1_demo": {
         "nodes": [
             {"type": "Note", "pos": [40, 40], "size": [400, 380], "widgets": {"text": NOTE_DEMO}},  # 0
-            {"type": "LoadVideo", "pos": [40, 460], "size": [300, 360], "widgets": {"file": DEMO_VIDEO}},  # 1
-            {"type": "GetVideoComponents", "pos": [380, 460], "size": [240, 100]},  # 2
-            {"type": "LoadAudio", "pos": [40, 860], "size": [300, 140], "widgets": {"audio": DEMO_AUDIO}},  # 3
-            {"type": "StyleLipSyncLoadModels", "pos": [480, 40], "size": [360, 160], "widgets": MODEL_WIDGETS},  # 4
-            {"type": "StyleLipSyncTrackFaces", "pos": [680, 460], "size": [320, 220]},  # 5
-            {"type": "StyleLipSyncStyleReference", "pos": [1040, 40], "size": [320, 200]},  # 6
+            {"type": "StyleLipSyncDemoMedia", "pos": [40, 460], "size": [300, 260]},  # 1
+            {"type": "StyleLipSyncLoadModels", "pos": [480, 40], "size": [360, 160], "widgets": MODEL_WIDGETS},  # 2
+            {"type": "StyleLipSyncTrackFaces", "pos": [680, 460], "size": [320, 220]},  # 3
+            {"type": "StyleLipSyncStyleReference", "pos": [1040, 40], "size": [320, 200]},  # 4
             {"type": "StyleLipSyncMatchLength", "pos": [1040, 460], "size": [320, 170],
-             "widgets": {"policy": "trim_to_audio"}},  # 7
-            {"type": "StyleLipSyncAudioFeatures", "pos": [1400, 460], "size": [320, 170]},  # 8
-            {"type": "StyleLipSyncPredictMotion", "pos": [1400, 40], "size": [360, 360]},  # 9
-            {"type": "StyleLipSyncPreviewMotion", "pos": [1800, 40], "size": [280, 120]},  # 10
-            {"type": "PreviewImage", "pos": [2120, 40], "size": [300, 300]},  # 11
-            {"type": "PreviewImage", "pos": [2440, 40], "size": [300, 300]},  # 12
-            {"type": "StyleLipSyncRender", "pos": [1800, 460], "size": [320, 330], "widgets": FAST},  # 13
-            {"type": "CreateVideo", "pos": [2160, 460], "size": [260, 100]},  # 14
-            _save("stylelipsync/demo", [2460, 460]),  # 15
+             "widgets": {"policy": "trim_to_audio"}},  # 5
+            {"type": "StyleLipSyncAudioFeatures", "pos": [1400, 460], "size": [320, 170]},  # 6
+            {"type": "StyleLipSyncPredictMotion", "pos": [1400, 40], "size": [360, 360]},  # 7
+            {"type": "StyleLipSyncPreviewMotion", "pos": [1800, 40], "size": [280, 120]},  # 8
+            {"type": "PreviewImage", "pos": [2120, 40], "size": [300, 300]},  # 9
+            {"type": "PreviewImage", "pos": [2440, 40], "size": [300, 300]},  # 10
+            {"type": "StyleLipSyncRender", "pos": [1800, 460], "size": [320, 330], "widgets": FAST},  # 11
+            {"type": "CreateVideo", "pos": [2160, 460], "size": [260, 100]},  # 12
+            _save("stylelipsync/demo", [2460, 460]),  # 13
         ],  # fmt: skip
         "links": [
-            [1, 0, 2, "video"], [2, 0, 5, "images"], [2, 2, 5, "fps"], [4, 0, 5, "models"],
-            [4, 0, 6, "models"], [5, 0, 6, "video_track"], [2, 1, 6, "video_audio"],
-            [2, 0, 7, "images"], [3, 0, 7, "audio"], [2, 2, 7, "fps"], [5, 0, 7, "track"],
-            [4, 0, 8, "models"], [7, 1, 8, "audio"], [7, 0, 8, "images"], [2, 2, 8, "fps"],
-            [4, 0, 9, "models"], [8, 0, 9, "features"], [6, 0, 9, "style"],
-            [4, 0, 10, "models"], [7, 0, 10, "images"], [7, 3, 10, "track"], [9, 0, 10, "motion"],
-            [10, 0, 11, "images"], [10, 1, 12, "images"],
-            [4, 0, 13, "models"], [7, 0, 13, "images"], [7, 3, 13, "track"], [9, 0, 13, "motion"], [6, 0, 13, "style"],
-            [13, 0, 14, "images"], [7, 1, 14, "audio"], [2, 2, 14, "fps"], [14, 0, 15, "video"],
+            [1, 0, 3, "images"], [1, 1, 3, "fps"], [2, 0, 3, "models"],
+            [2, 0, 4, "models"], [3, 0, 4, "video_track"], [1, 2, 4, "video_audio"],
+            [1, 0, 5, "images"], [1, 3, 5, "audio"], [1, 1, 5, "fps"], [3, 0, 5, "track"],
+            [2, 0, 6, "models"], [5, 1, 6, "audio"], [5, 0, 6, "images"], [1, 1, 6, "fps"],
+            [2, 0, 7, "models"], [6, 0, 7, "features"], [4, 0, 7, "style"],
+            [2, 0, 8, "models"], [5, 0, 8, "images"], [5, 3, 8, "track"], [7, 0, 8, "motion"],
+            [8, 0, 9, "images"], [8, 1, 10, "images"],
+            [2, 0, 11, "models"], [5, 0, 11, "images"], [5, 3, 11, "track"], [7, 0, 11, "motion"],
+            [11, 0, 12, "images"], [5, 1, 12, "audio"], [1, 1, 12, "fps"], [12, 0, 13, "video"],
         ],  # fmt: skip
     },
     "stylelipsync_2_videohelpersuite": {
         "nodes": [
             {"type": "Note", "pos": [40, 40], "size": [400, 300], "widgets": {"text": NOTE_VHS}},  # 0
-            {"type": "VHS_LoadVideo", "pos": [40, 380], "size": [320, 560], "widgets": {"video": DEMO_VIDEO}},  # 1
-            {"type": "VHS_VideoInfo", "pos": [400, 700], "size": [260, 240]},  # 2
-            {"type": "VHS_LoadAudioUpload", "pos": [400, 980], "size": [300, 140],
-             "widgets": {"audio": DEMO_AUDIO}},  # 3
-            {"type": "StyleLipSyncLoadModels", "pos": [480, 40], "size": [360, 160], "widgets": MODEL_WIDGETS},  # 4
-            {"type": "StyleLipSyncTrackFaces", "pos": [720, 380], "size": [320, 220]},  # 5
-            {"type": "StyleLipSyncStyleReference", "pos": [1080, 40], "size": [320, 200]},  # 6
+            {"type": "StyleLipSyncDemoMedia", "pos": [40, 380], "size": [300, 260]},  # 1
+            {"type": "StyleLipSyncLoadModels", "pos": [480, 40], "size": [360, 160], "widgets": MODEL_WIDGETS},  # 2
+            {"type": "StyleLipSyncTrackFaces", "pos": [720, 380], "size": [320, 220]},  # 3
+            {"type": "StyleLipSyncStyleReference", "pos": [1080, 40], "size": [320, 200]},  # 4
             {"type": "StyleLipSyncMatchLength", "pos": [1080, 380], "size": [320, 190],
-             "widgets": {"policy": "trim_to_audio"}},  # 7
-            {"type": "StyleLipSyncAudioFeatures", "pos": [1440, 380], "size": [320, 190]},  # 8
-            {"type": "StyleLipSyncPredictMotion", "pos": [1440, 40], "size": [360, 300]},  # 9
-            {"type": "StyleLipSyncRender", "pos": [1840, 380], "size": [320, 330], "widgets": FAST},  # 10
+             "widgets": {"policy": "trim_to_audio"}},  # 5
+            {"type": "StyleLipSyncAudioFeatures", "pos": [1440, 380], "size": [320, 190]},  # 6
+            {"type": "StyleLipSyncPredictMotion", "pos": [1440, 40], "size": [360, 300]},  # 7
+            {"type": "StyleLipSyncRender", "pos": [1840, 380], "size": [320, 330], "widgets": FAST},  # 8
             {"type": "VHS_VideoCombine", "pos": [2200, 380], "size": [360, 600],
-             "widgets": {"filename_prefix": "stylelipsync/vhs", "format": "video/h264-mp4"}},  # 11
+             "widgets": {"filename_prefix": "stylelipsync/vhs", "format": "video/h264-mp4"}},  # 9
         ],  # fmt: skip
         "links": [
-            [1, 3, 2, "video_info"],
-            [1, 0, 5, "images"], [1, 3, 5, "video_info"], [4, 0, 5, "models"],
-            [4, 0, 6, "models"], [5, 0, 6, "video_track"], [1, 2, 6, "video_audio"],
-            [1, 0, 7, "images"], [3, 0, 7, "audio"], [1, 3, 7, "video_info"], [5, 0, 7, "track"],
-            [4, 0, 8, "models"], [7, 1, 8, "audio"], [7, 0, 8, "images"], [1, 3, 8, "video_info"],
-            [4, 0, 9, "models"], [8, 0, 9, "features"], [6, 0, 9, "style"],
-            [4, 0, 10, "models"], [7, 0, 10, "images"], [7, 3, 10, "track"], [9, 0, 10, "motion"], [6, 0, 10, "style"],
-            [10, 0, 11, "images"], [7, 1, 11, "audio"], [2, 5, 11, "frame_rate"],
+            [1, 0, 3, "images"], [1, 1, 3, "fps"], [2, 0, 3, "models"],
+            [2, 0, 4, "models"], [3, 0, 4, "video_track"], [1, 2, 4, "video_audio"],
+            [1, 0, 5, "images"], [1, 3, 5, "audio"], [1, 1, 5, "fps"], [3, 0, 5, "track"],
+            [2, 0, 6, "models"], [5, 1, 6, "audio"], [5, 0, 6, "images"], [1, 1, 6, "fps"],
+            [2, 0, 7, "models"], [6, 0, 7, "features"], [4, 0, 7, "style"],
+            [2, 0, 8, "models"], [5, 0, 8, "images"], [5, 3, 8, "track"], [7, 0, 8, "motion"],
+            [8, 0, 9, "images"], [5, 1, 9, "audio"], [1, 1, 9, "frame_rate"],
         ],  # fmt: skip
     },
     "stylelipsync_3_core_video_all_in_one": {
         "nodes": [
             {"type": "Note", "pos": [40, 40], "size": [400, 260], "widgets": {"text": NOTE_CORE}},  # 0
-            {"type": "LoadVideo", "pos": [40, 340], "size": [300, 360], "widgets": {"file": DEMO_VIDEO}},  # 1
-            {"type": "GetVideoComponents", "pos": [380, 340], "size": [240, 100]},  # 2
-            {"type": "LoadAudio", "pos": [380, 500], "size": [300, 140], "widgets": {"audio": DEMO_AUDIO}},  # 3
-            {"type": "StyleLipSyncLoadModels", "pos": [480, 40], "size": [360, 160], "widgets": MODEL_WIDGETS},  # 4
-            {"type": "StyleLipSyncLipSync", "pos": [880, 40], "size": [340, 460], "widgets": FAST},  # 5
-            {"type": "CreateVideo", "pos": [1260, 40], "size": [260, 100]},  # 6
-            _save("stylelipsync/core", [1560, 40]),  # 7
+            {"type": "StyleLipSyncDemoMedia", "pos": [40, 340], "size": [300, 260]},  # 1
+            {"type": "StyleLipSyncLoadModels", "pos": [480, 40], "size": [360, 160], "widgets": MODEL_WIDGETS},  # 2
+            {"type": "StyleLipSyncLipSync", "pos": [880, 40], "size": [340, 500], "widgets": FAST},  # 3
+            _save("stylelipsync/core", [1260, 40]),  # 4
         ],  # fmt: skip
-        "links": [
-            [1, 0, 2, "video"], [4, 0, 5, "models"], [2, 0, 5, "images"], [3, 0, 5, "audio"], [2, 2, 5, "fps"],
-            [2, 1, 5, "video_audio"], [5, 0, 6, "images"], [5, 1, 6, "audio"], [5, 3, 6, "fps"], [6, 0, 7, "video"],
-        ],  # fmt: skip
+        "links": [[2, 0, 3, "models"], [1, 6, 3, "video"], [1, 3, 3, "audio"], [3, 4, 4, "video"]],
     },
     "stylelipsync_4_style_transfer": {
         "nodes": [
             {"type": "Note", "pos": [40, 40], "size": [400, 280], "widgets": {"text": NOTE_STYLE}},  # 0
-            {"type": "LoadVideo", "pos": [40, 360], "size": [300, 360], "widgets": {"file": DEMO_VIDEO}},  # 1
-            {"type": "GetVideoComponents", "pos": [380, 360], "size": [240, 100]},  # 2
-            {"type": "LoadAudio", "pos": [380, 520], "size": [300, 140], "widgets": {"audio": DEMO_AUDIO}},  # 3
-            {"type": "LoadVideo", "pos": [40, 760], "size": [300, 360], "widgets": {"file": DEMO_OTHER_STYLE}},  # 4
-            {"type": "GetVideoComponents", "pos": [380, 760], "size": [240, 100]},  # 5
-            {"type": "StyleLipSyncLoadModels", "pos": [480, 40], "size": [360, 160], "widgets": MODEL_WIDGETS},  # 6
-            {"type": "StyleLipSyncLipSync", "pos": [880, 40], "size": [340, 500],
-             "widgets": {**FAST, "style_strength": 1.0}},  # 7
-            {"type": "CreateVideo", "pos": [1260, 40], "size": [260, 100]},  # 8
-            _save("stylelipsync/style_transfer", [1560, 40]),  # 9
+            {"type": "StyleLipSyncDemoMedia", "pos": [40, 360], "size": [300, 260]},  # 1
+            {"type": "StyleLipSyncLoadModels", "pos": [480, 40], "size": [360, 160], "widgets": MODEL_WIDGETS},  # 2
+            {"type": "StyleLipSyncLipSync", "pos": [880, 40], "size": [340, 540],
+             "widgets": {**FAST, "style_strength": 1.0}},  # 3
+            _save("stylelipsync/style_transfer", [1260, 40]),  # 4
         ],  # fmt: skip
         "links": [
-            [1, 0, 2, "video"], [4, 0, 5, "video"], [6, 0, 7, "models"], [2, 0, 7, "images"], [3, 0, 7, "audio"],
-            [2, 2, 7, "fps"], [5, 0, 7, "style_images"], [5, 1, 7, "style_audio"], [5, 2, 7, "style_fps"],
-            [7, 0, 8, "images"], [7, 1, 8, "audio"], [7, 3, 8, "fps"], [8, 0, 9, "video"],
+            [2, 0, 3, "models"], [1, 0, 3, "images"], [1, 3, 3, "audio"], [1, 1, 3, "fps"],
+            [1, 4, 3, "style_images"], [1, 5, 3, "style_audio"], [3, 4, 4, "video"],
         ],  # fmt: skip
     },
 }

@@ -78,11 +78,11 @@ def host_models_dir(comfy_path):
         path.unlink()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def lipsync_assets(comfy_path):
-    """What the lip-sync example workflows load: the demo clips in ComfyUI/input under the names the workflows
-    use. Their models are the pack's shipped demo weights ("demo (shipped)"), so nothing goes into
-    models/stylelipsync. Only files this fixture added are removed afterwards."""
+    """What the example workflows of 0.1 (tests/fixtures/workflows_0.1) load: the demo clips in ComfyUI/input
+    under the names they use, for the one test that needs them (today's examples take them from the Demo Media
+    node). Their models are the pack's shipped demo weights. Only files this fixture added are removed after."""
     import shutil
 
     from build_workflow import INPUT_FILES
@@ -127,9 +127,10 @@ def tiny_models_in_folder(host_models_dir):
 
 
 @pytest.fixture(scope="session")
-def example_runs(comfy_host, lipsync_assets):
+def example_runs(comfy_host):
     """``run(path) -> history entry`` of an example workflow as shipped, run once per session: the tests that check
-    that it runs and what it wrote share the run (each lip-sync example takes seconds to a minute on a busy CPU)."""
+    that it runs and what it wrote share the run (each lip-sync example takes seconds to a minute on a busy CPU).
+    Nothing is copied anywhere first: the examples take their clips from the Demo Media node."""
     import json
 
     from comfy_client import ui_to_api

@@ -45,17 +45,20 @@ spec = importlib.util.spec_from_file_location(name, os.path.join(pack_path, "__i
 pack = importlib.util.module_from_spec(spec)
 sys.modules[name] = pack
 spec.loader.exec_module(pack)
-hosted_model = importlib.import_module(f"{name}.nodes.hosted_model")
-progress = importlib.import_module(f"{name}.nodes.progress")
-attention = importlib.import_module(f"{name}.nodes.attention")
-graph_types = importlib.import_module(f"{name}.nodes.graph_types")
-out["custom_types"] = sorted(graph_types.CUSTOM_TYPES)
+import asyncio  # noqa: E402
+
+extension = asyncio.run(pack.comfy_entrypoint())  # as ComfyUI calls it: the models folder joins here
+out["extension_nodes"] = sorted(n.GET_SCHEMA().node_id for n in asyncio.run(extension.get_node_list()))
+host = importlib.import_module(f"{name}.nodes.host")
+hosted_model = progress = attention = host
+sockets = importlib.import_module(f"{name}.nodes.sockets")
+out["custom_types"] = sorted(sockets.CUSTOM_TYPES)
 
 paths, exts = folder_paths.folder_names_and_paths["stylelipsync"]
 out["folder_paths"] = paths
 out["folder_extensions"] = sorted(exts)
 out["listed"] = folder_paths.get_filename_list("stylelipsync")
-out["node_ids"] = sorted(pack.NODE_CLASS_MAPPINGS)
+out["node_ids"] = out["extension_nodes"]
 
 # ModelPatcher: model management loads it, lists it, and frees it
 module = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.GELU(), torch.nn.Linear(64, 8))
@@ -73,27 +76,15 @@ out["loaded_after_unload_all"] = hosted.is_loaded()
 hosted.ready()
 out["loaded_after_ready_again"] = hosted.is_loaded()
 
-# a weights file in the (extra) models folder -> load_hosted_model -> one ModelPatcher, loaded once
-loading = importlib.import_module(f"{name}.nodes.loading")
-core_weights = importlib.import_module(f"{name}.lipsync_core.weights")
-lin = torch.nn.Linear(5, 3)
-core_weights.save_tensors(extra / "probe-motion.safetensors", lin.state_dict(), "motion", {"d_in": 5, "d_out": 3})
-
-
-def build(wf):
-    module = torch.nn.Linear(wf.config["d_in"], wf.config["d_out"])
-    module.load_state_dict(wf.tensors)
-    return module
-
-
-first = loading.load_hosted_model("probe-motion.safetensors", "motion", build)
-second = loading.load_hosted_model("probe-motion.safetensors", "motion", build)
-cache = importlib.import_module(f"{name}.nodes.model_cache").MODEL_CACHE
-out["loader_same_object"] = first is second
-out["loader_loads"] = cache.loads(extra / "probe-motion.safetensors", kind="motion")
-out["loader_patcher"] = type(first.patcher).__name__
-y = torch.randn(2, 5)
-out["loader_forward_ok"] = bool(torch.allclose(first.ready()(y), lin(y)))
+# the model bundle: each file read once into a ModelPatcher that model management places
+models_mod = importlib.import_module(f"{name}.nodes.models")
+demo = models_mod.DEMO_CHOICE
+first = models_mod.load_bundle(demo, demo, demo, demo)
+second = models_mod.load_bundle(demo, demo, demo, demo)
+out["loader_same_object"] = first.renderer is second.renderer and first.motion is second.motion
+out["loader_loads"] = models_mod.MODEL_CACHE.loads(kind="renderer")
+out["loader_patcher"] = type(first.renderer.patcher).__name__
+out["loader_forward_ok"] = first.ready().renderer is first.renderer.module and first.renderer.is_loaded()
 
 # fps from core VIDEO objects: a file (header only) and in-memory components
 from fractions import Fraction  # noqa: E402
@@ -102,7 +93,7 @@ import av  # noqa: E402
 from comfy_api.input_impl import VideoFromComponents, VideoFromFile  # noqa: E402
 from comfy_api.util import VideoComponents  # noqa: E402
 
-fps_mod = importlib.import_module(f"{name}.nodes.fps")
+fps_mod = sockets
 clip = extra / "clip.mp4"
 with av.open(str(clip), "w") as container:
     stream = container.add_stream("libx264", rate=Fraction(25, 2))
@@ -118,12 +109,12 @@ out["fps_video_from_components"] = fps_mod.fps_of(VideoFromComponents(components
 calls = []
 comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: calls.append((value, total)))
 bar = progress.Progress(4)
-bar.update()
-bar.callback()(3, 4)
+bar.set(1)
+bar.set(3, 4)
 out["progress_calls"] = calls
 mm.interrupt_current_processing(True)
 try:
-    bar.update()
+    bar.set(2)
     out["interrupt"] = "not raised"
 except mm.InterruptProcessingException:
     out["interrupt"] = "raised"
@@ -157,7 +148,7 @@ out["attention_max_abs_error"] = errors
 out["chosen_attention"] = comfy_attention.optimized_attention.__name__
 with attention.comfy_attention_installed() as backend:
     out["installed_backend"] = backend
-    core = attention.optional_core_module("models.attention")
+    core = importlib.import_module(f"{name}.lipsync_core.models.attention")
     out["core_has_hook"] = core is not None and hasattr(core, "set_attention_override")
     if out["core_has_hook"]:
         out["core_override_during"] = core.get_attention_override() is not None

@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 from comfy_client import ComfyError, cached_nodes, elapsed_seconds, ui_to_api
-from workflow_check import check_workflow, pack_object_info, workflow_files
+from StyleLipSync.nodes import NODE_CLASS_MAPPINGS
+from StyleLipSync.nodes.lipsync_nodes import ALL_FILES
+from workflow_check import check_workflow, combo_choices, pack_object_info, workflow_files
 
 from lipsync_core.weights import save_tensors
-from nodes import NODE_CLASS_MAPPINGS
-from nodes.model_info import ALL_FILES
 
 
 def test_object_info_lists_every_node(comfy_host):
@@ -73,7 +73,7 @@ def test_model_info_workflow_runs_and_reuses_the_cache(comfy_host, host_models_d
     key = f"header:{model.resolve()}"
     loads_before = comfy_host.request("GET", "/stylelipsync/cache")["loads"].get(key, 0)
     prompt, node_id = _model_info_prompt(comfy_host, model.name)
-    choices = comfy_host.object_info()["StyleLipSyncModelInfo"]["input"]["required"]["model"][0]
+    choices = combo_choices(comfy_host.object_info()["StyleLipSyncModelInfo"]["input"]["required"]["model"])
     assert model.name in choices and broken.name in choices and ALL_FILES in choices
 
     entry = comfy_host.run(prompt, timeout=120)

@@ -44,7 +44,7 @@ def test_models_are_managed_by_comfy(probe):
     assert probe["loaded_after_ready_again"] is True
 
 
-def test_a_weights_file_loads_once_into_a_model_patcher(probe):
+def test_model_files_load_once_into_model_patchers(probe):
     assert probe["loader_same_object"] and probe["loader_loads"] == 1
     assert probe["loader_patcher"] == "ModelPatcher" and probe["loader_forward_ok"]
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from comfy_client import cached_nodes, elapsed_seconds, error_message, ui_to_api, was_interrupted
 from media import probe
-from workflow_check import workflow_files
+from workflow_check import check_workflow, earlier_inputs, earlier_workflow_files, workflow_files
 
 from lipsync_core.audio import duration_frames
 from lipsync_core.media import probe_video, read_video
@@ -77,7 +77,7 @@ def test_workflow_video_has_the_audio_length_at_the_input_fps(comfy_host, exampl
     print(f"\n{path.stem}: {elapsed_seconds(entry):.1f} s on the host, {len(cached_nodes(entry))} nodes cached")
 
 
-def test_models_from_the_models_folder_render_too(comfy_host, lipsync_assets, tiny_models_in_folder, tmp_path):
+def test_models_from_the_models_folder_render_too(comfy_host, tiny_models_in_folder, tmp_path):
     """Load Models with files of models/stylelipsync (tiny random ones) instead of the shipped demo weights."""
     prompt = _prompt(comfy_host, "stylelipsync_3_core_video_all_in_one")
     loader = _node(prompt, "StyleLipSyncLoadModels")
@@ -101,7 +101,7 @@ def _model_loads(client) -> int:
     return sum(n for key, n in loads.items() if not key.startswith("header:"))
 
 
-def test_render_twice_reuses_the_loaded_models(comfy_host, lipsync_assets):
+def test_render_twice_reuses_the_loaded_models(comfy_host):
     base = _prompt(comfy_host, "stylelipsync_1_demo")
     render = _node(base, "StyleLipSyncRender")
     first = comfy_host.run(_with_render(base, seed=int(time.time()) % 10**6), timeout=600)
@@ -120,7 +120,7 @@ def _interrupted_at(entry: dict) -> float:
     return stamp / 1000.0
 
 
-def test_cancel_mid_render_stops_within_one_chunk_and_the_next_prompt_runs(comfy_host, lipsync_assets):
+def test_cancel_mid_render_stops_within_one_chunk_and_the_next_prompt_runs(comfy_host):
     chunks, chunk_size = 12, 4  # 46 frames
     base = _with_render(_prompt(comfy_host, "stylelipsync_1_demo"), steps=12, chunk_size=chunk_size)
     seed = int(time.time()) % 10**6
@@ -143,3 +143,54 @@ def test_cancel_mid_render_stops_within_one_chunk_and_the_next_prompt_runs(comfy
 
     after = comfy_host.run(_with_render(base, seed=seed + 3, chunk_size=16, steps=2), timeout=600)
     assert after["status"]["status_str"] == "success"
+
+
+def test_examples_need_no_file_copied(comfy_path):
+    """Today's examples load nothing from ComfyUI/input: the demo clips come from the Demo Media node."""
+    from build_workflow import INPUT_FILES
+
+    for path in LIPSYNC_WORKFLOWS:
+        text = path.read_text(encoding="utf-8")
+        assert not any(name in text for name in INPUT_FILES), f"{path.name} loads a file from ComfyUI/input"
+        assert "StyleLipSyncDemoMedia" in text
+
+
+@pytest.mark.parametrize("path", earlier_workflow_files(), ids=lambda p: p.stem)
+def test_workflows_saved_with_0_1_run_on_the_host(comfy_host, lipsync_assets, path, tmp_path):
+    """The example workflows as 0.1 shipped them (tests/fixtures), unmodified: they load their clips from
+    ComfyUI/input (copied by the fixture, removed after), and the lip-sync ones write the same video as today's."""
+    workflow = json.loads(path.read_text(encoding="utf-8"))
+    info = comfy_host.object_info(refresh=True)
+    assert check_workflow(workflow, info, host_names=(), earlier=earlier_inputs()) == []
+    entry = comfy_host.run(ui_to_api(workflow, info), timeout=600)
+    assert entry["status"]["status_str"] == "success" and entry["outputs"]
+    if path.stem[13].isdigit():
+        _check_video_length(comfy_host, entry, tmp_path)
+
+
+def test_a_seed_change_on_the_all_in_one_node_renders_only(comfy_host):
+    """Issue 12: a second run that changes only the seed reuses tracking, analysis and stage 1 (and reads no
+    model file): it takes at most 0.6 of the first run's time. The first run is made to do the whole job by a
+    style strength no earlier run used (the models are loaded by then, which only makes the first run faster)."""
+    base = _prompt(comfy_host, "stylelipsync_3_core_video_all_in_one")
+    node = _node(base, "StyleLipSyncLipSync")
+    unique = 0.5 + (time.time_ns() % 10**6) / 10**7  # 0.5 .. 0.6: never a cached run
+    seed = int(time.time()) % 10**6
+
+    def run(seed: int) -> dict:
+        prompt = copy.deepcopy(base)
+        prompt[node]["inputs"].update(seed=seed, style_strength=unique)
+        return comfy_host.run(prompt, timeout=600)
+
+    first = run(seed)
+    stats = comfy_host.request("GET", "/stylelipsync/cache")
+    loads, hits = _model_loads(comfy_host), stats["prepared"]["hits"]
+    second = run(seed + 1)
+    after = comfy_host.request("GET", "/stylelipsync/cache")
+    assert node not in cached_nodes(second), "the all-in-one node did not run again"
+    assert _model_loads(comfy_host) == loads, "the second run read a model file again"
+    assert after["prepared"]["hits"] == hits + 1, "the second run tracked and predicted again"
+    ratio = elapsed_seconds(second) / elapsed_seconds(first)
+    print(f"\nall-in-one, whole job {elapsed_seconds(first):.2f} s; seed changed {elapsed_seconds(second):.2f} s "
+          f"({ratio:.2f}x)")
+    assert ratio <= 0.6, ratio

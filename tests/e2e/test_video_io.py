@@ -87,7 +87,7 @@ def test_vhs_nodes_keep_frames_fps_and_lazy_audio(comfy_host, input_video, tmp_p
 
 def test_fps_sources_match_our_fps_helper(comfy_host, input_video):
     """What VHS's video_info and core's GetVideoComponents really carry is what nodes/fps.py reads."""
-    from nodes.fps import fps_of
+    from StyleLipSync.nodes.sockets import fps_of
 
     path, _ = input_video
     vhs_info = {"source_fps": FPS, "loaded_fps": FPS}  # the keys VHS_VideoInfo's outputs 0 and 5 read

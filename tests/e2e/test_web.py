@@ -145,8 +145,7 @@ async ([script, payloads]) => {
 
 def test_motion_view_draws_whatever_it_gets(comfy_host):
     import numpy as np
-
-    from nodes.ui_payload import MOTION_KEY, motion_view_payload
+    from StyleLipSync.nodes.views import MOTION_KEY, motion_view_payload
 
     frames, refs = 75, 40
     t = np.arange(frames)
@@ -205,7 +204,7 @@ def test_example_workflow_loads_in_the_frontend_and_converts_like_it(comfy_host,
     assert [e for e in log.errors() if "stylelipsync" in e.lower()] == []
 
 
-def test_predict_motion_shows_its_view_after_a_run_of_the_demo(comfy_host, lipsync_assets):
+def test_predict_motion_shows_its_view_after_a_run_of_the_demo(comfy_host):
     """The demo workflow queued from the page: the Predict Lip Motion node draws what it predicted."""
     import random
 
