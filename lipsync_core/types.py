@@ -1,5 +1,8 @@
 """The contracts between the parts (DESIGN.md section 4).
 
+The contracts are frozen: a stage returns a new one rather than changing what it was given (their arrays are
+not copied, so "frozen" means the fields, not the numbers in them).
+
 Plain dataclasses over numpy arrays: the front end produces them, the models
 and the pipeline consume them, the ComfyUI nodes pass them along as custom
 types. Arrays are float32 unless stated; frame axes always come first and a
@@ -100,7 +103,7 @@ class FeatureSpec:
             )
 
 
-@dataclass
+@dataclass(frozen=True)
 class AudioFeatures:
     """Per-video-frame audio features: one row per frame at ``fps``."""
 
@@ -113,7 +116,7 @@ class AudioFeatures:
         return int(self.features.shape[0])
 
 
-@dataclass
+@dataclass(frozen=True)
 class FaceTrack:
     """One face followed through a video (frame count in == frame count out).
 
@@ -145,7 +148,7 @@ class FaceTrack:
         return self.usable & ~self.detected
 
 
-@dataclass
+@dataclass(frozen=True)
 class StyleReference:
     """The paper's style reference: a clip's audio (keys) and lip shapes (values).
 
@@ -165,7 +168,7 @@ class StyleReference:
         return int(self.mouth_params.shape[0])
 
 
-@dataclass
+@dataclass(frozen=True)
 class LipMotion:
     """Stage-1 output: mouth params per video frame (+ the style attention, if asked)."""
 
@@ -178,7 +181,7 @@ class LipMotion:
         return int(self.params.shape[0])
 
 
-@dataclass
+@dataclass(frozen=True)
 class FaceAnalysis:
     """What the mouth model reads from a tracked face: per-frame params, pose, the person's identity."""
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -295,7 +296,7 @@ class AudioFeatures(io.ComfyNode):
         if audio_encoder_output is not None:
             feats = core_audio.features_from_audio_encoder_output(audio_encoder_output, rate, count)
             if audio is not None:
-                feats.silence = core_audio.detect_silence(mono_16k(audio), rate, len(feats))
+                feats = dataclasses.replace(feats, silence=core_audio.detect_silence(mono_16k(audio), rate, len(feats)))
             feats.spec.check_compatible(spec, "audio_encoder_output")
         elif audio is not None:
             wave = mono_16k(audio)

@@ -322,13 +322,22 @@ def describe_weights(info: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- work kept across runs
 
 
+def _tensor_state(value: Any) -> tuple:
+    """What tells a tensor changed in place: its version counter (inference tensors, which ComfyUI's nodes make
+    under inference mode, have none), its storage and its shape; nothing for other objects."""
+    if not isinstance(value, torch.Tensor):
+        return ()
+    version = None if value.is_inference() else value._version
+    return (version, value.data_ptr(), tuple(value.shape))
+
+
 class RunMemo:
     """The last few results of a node's work before rendering, kept while its inputs are the same objects.
 
     ComfyUI hands a node the very same objects on a second run when the nodes upstream did not run again
-    (its own cache), so identity (and, for tensors, their in-place version counter) tells an unchanged
-    input; the memo holds the inputs too, so an id cannot be reused while an entry lives. A changed seed,
-    sampler or step count is left out of the key by the caller: only the render runs again.
+    (its own cache), so identity (and, for tensors, :func:`_tensor_state`) tells an unchanged input; the memo
+    holds the inputs too, so an id cannot be reused while an entry lives. A changed seed, sampler or step count
+    is left out of the key by the caller: only the render runs again.
     """
 
     def __init__(self, size: int = 2) -> None:
@@ -344,8 +353,7 @@ class RunMemo:
             if value is None or isinstance(value, str | int | float | bool):
                 parts.append((name, value))
             else:
-                version = getattr(value, "_version", None) if isinstance(value, torch.Tensor) else None
-                parts.append((name, id(value), version))
+                parts.append((name, id(value), *_tensor_state(value)))
                 held.append(value)
         return tuple(parts), held
 

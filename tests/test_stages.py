@@ -79,8 +79,8 @@ def test_predict_motion_adjustments(models, analysis):
     assert np.allclose(shut.params, closed, atol=1e-5)  # scale 0: the closed mouth in every frame
     double = stages.predict_motion(models, feats, None, mouth_scale=2.0)
     assert np.allclose(double.params - closed, 2 * (plain.params - closed), atol=1e-4)
-    feats.silence = np.ones(12, bool)
-    quiet = stages.predict_motion(models, feats, None, close_on_silence=True)
+    quiet = stages.predict_motion(models, dataclasses.replace(feats, silence=np.ones(12, bool)), None,
+                                  close_on_silence=True)
     assert np.allclose(quiet.params[1:-1], closed, atol=1e-5)  # silent throughout: closed (edges half-weighted)
 
 

@@ -1,18 +1,22 @@
 """Build the pack's example workflows in the real frontend, so they are exactly what ComfyUI saves.
 
 Each spec below is drawn in headless Chromium on a live host, serialized with the frontend's own
-``graph.serialize()`` and written to ``example_workflows/<name>.json`` with a ``<name>.jpg`` thumbnail
-(the template browser shows ``/api/workflow_templates/<pack>/<name>.jpg``).
+``graph.serialize()`` and written to ``example_workflows/<name>.json``; then it is run there (queued as a
+user's Run does) and the page, with what the run shows on the nodes (previews, the motion view, the saved
+video), becomes the ``<name>.jpg`` thumbnail (the template browser shows
+``/api/workflow_templates/<pack>/<name>.jpg``).
 
     COMFYUI_URL=http://127.0.0.1:8199 python tests/e2e/build_workflow.py [name ...]
 """
 
 from __future__ import annotations
 
-import base64
+import io
 import json
 import os
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -182,8 +186,12 @@ async () => {
 }
 """
 
-FIT_AND_SNAPSHOT_JS = """
-async ([width, height]) => {
+RUN_JS = """
+async () => { await window.app.queuePrompt(0, 1); }
+"""
+
+FIT_JS = """
+async () => {
   const canvas = window.app.canvas;
   const nodes = window.app.graph._nodes;
   let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
@@ -202,15 +210,33 @@ async ([width, height]) => {
   canvas.draw(true, true);
   const w = Math.min(el.width, Math.ceil((x1 - x0) * scale + 2 * margin));
   const h = Math.min(el.height, Math.ceil((y1 - y0) * scale + 2 * margin));
-  const out = document.createElement("canvas");
-  const k = Math.min(width / w, height / h);
-  out.width = Math.round(w * k); out.height = Math.round(h * k);
-  const ctx = out.getContext("2d");
-  ctx.fillStyle = "#202020"; ctx.fillRect(0, 0, out.width, out.height);
-  ctx.drawImage(el, 0, 0, w, h, 0, 0, out.width, out.height);
-  return out.toDataURL("image/jpeg", 0.88);
+  const box = el.getBoundingClientRect();
+  return {x: box.left, y: box.top, width: w / (el.width / box.width), height: h / (el.height / box.height)};
 }
 """
+
+
+def _wait_for_the_queue(url: str, timeout: float = 900.0) -> None:
+    """Until the host has run everything queued (the run a thumbnail shows)."""
+    deadline = time.monotonic() + timeout
+    time.sleep(1.0)
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{url}/queue", timeout=30) as resp:
+            queue = json.loads(resp.read())
+        if not queue["queue_running"] and not queue["queue_pending"]:
+            return
+        time.sleep(1.0)
+    raise TimeoutError(f"the host did not finish the run in {timeout:.0f} s")
+
+
+def _thumbnail(png: bytes, size: tuple[int, int] = (640, 400)) -> bytes:
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    image.thumbnail(size)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=88)
+    return out.getvalue()
 
 
 def build(url: str, names: list[str], out_dir: Path) -> list[Path]:
@@ -220,11 +246,15 @@ def build(url: str, names: list[str], out_dir: Path) -> list[Path]:
         for name in names:
             page.evaluate(BUILD_GRAPH_JS, SPECS[name])
             workflow = json.loads(page.evaluate(SERIALIZE_JS))
-            data_url = page.evaluate(FIT_AND_SNAPSHOT_JS, [640, 400])
-            workflow["extra"].pop("ds", None)  # the view we set for the thumbnail is not part of the workflow
+            workflow["extra"].pop("ds", None)  # the page's view is not part of the workflow
             path = out_dir / f"{name}.json"
             path.write_text(json.dumps(workflow, indent=2) + "\n", encoding="utf-8")
-            path.with_suffix(".jpg").write_bytes(base64.b64decode(data_url.split(",", 1)[1]))
+            page.evaluate(RUN_JS)  # a real run: the thumbnail shows its results on the nodes
+            _wait_for_the_queue(url)
+            page.wait_for_timeout(1500)  # previews load
+            clip = page.evaluate(FIT_JS)
+            page.wait_for_timeout(500)
+            path.with_suffix(".jpg").write_bytes(_thumbnail(page.screenshot(clip=clip, type="png")))
             written += [path, path.with_suffix(".jpg")]
     return written
 

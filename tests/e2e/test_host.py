@@ -119,3 +119,13 @@ def test_example_workflows_are_in_the_template_browser(comfy_host):
         assert served == json.loads(path.read_text(encoding="utf-8"))
         thumb = comfy_host.request("GET", f"/api/workflow_templates/{module}/{path.stem}.jpg")
         assert thumb[:3] == b"\xff\xd8\xff", "the thumbnail is not a JPEG"
+
+
+def test_every_node_has_its_help_page_where_the_frontend_looks(comfy_host):
+    """The frontend's node help panel fetches /extensions/<pack>/docs/<NodeId>.md (WEB_DIRECTORY is web/)."""
+    info = comfy_host.object_info()
+    for node_id in NODE_CLASS_MAPPINGS:
+        module = info[node_id]["python_module"].split(".")[-1]  # custom_nodes.<folder>
+        page = comfy_host.request("GET", f"/extensions/{module}/docs/{node_id}.md")
+        text = page.decode() if isinstance(page, bytes) else str(page)
+        assert text.startswith(f"# {info[node_id]['display_name']}"), (node_id, text[:80])

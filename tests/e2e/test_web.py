@@ -23,7 +23,7 @@ if chromium_path() is None:
 
 
 def our_script(client) -> str:
-    """Where the host serves our extension: /extensions/<the pack's folder name>/stylelipsync.js."""
+    """Where the host serves our extension: /extensions/<the pack's folder name>/js/stylelipsync.js."""
     [path] = [p for p in client.request("GET", "/extensions") if p.endswith("/stylelipsync.js")]
     return path
 SHOTS = Path(os.environ.get("STYLELIPSYNC_SCREENSHOTS", "/tmp"))

@@ -9,7 +9,7 @@
 //
 // Widgets added here are display-only: they never serialize, so workflows stay unchanged.
 
-import { app } from "../../scripts/app.js";
+import { app } from "../../../scripts/app.js";  // served at /extensions/<pack>/js/ (WEB_DIRECTORY is web/)
 
 export const MOTION_NODE = "StyleLipSyncPredictMotion";
 export const INFO_NODE = "StyleLipSyncModelInfo";
