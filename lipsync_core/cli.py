@@ -23,11 +23,17 @@ from typing import NoReturn
 # Only light modules here: every argument and input file is checked before torch, the models or
 # the tracker are loaded, so a bad argument fails in well under 2 s (tests/test_bad_input.py).
 from .render.settings import RenderSettings
-from .types import DEFAULT_MAX_GAP_SECONDS, GAP_POLICIES, LENGTH_POLICIES, PRECISIONS, SAMPLER_NAMES, LipSyncInputError
+from .types import (
+    DEFAULT_MAX_GAP_SECONDS,
+    DEMO_CLIPS,
+    DEMO_MODELS,
+    GAP_POLICIES,
+    LENGTH_POLICIES,
+    PRECISIONS,
+    SAMPLER_NAMES,
+    LipSyncInputError,
+)
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-DEMO_MODELS = PACKAGE_DIR / "assets" / "demo_models"
-DEMO_CLIPS = PACKAGE_DIR / "assets" / "demo"
 DEVICE_PATTERN = re.compile(r"(cpu|mps|(cuda|xpu)(:\d+)?)")
 
 

@@ -12,6 +12,7 @@ track or feature sequence always has exactly one entry per video frame.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,6 +52,9 @@ SAMPLER_NAMES = ("ddim", "dpmpp_2m", "unipc", "euler")
 # Arithmetic precision of the networks (models.precision).
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_REFERENCE_FRAMES = 256  # the style reference's length n (the paper's)
+# What ships with the pack: the demo weights (a models folder) and the demo clips.
+DEMO_MODELS = Path(__file__).resolve().parent / "assets" / "demo_models"
+DEMO_CLIPS = Path(__file__).resolve().parent / "assets" / "demo"
 # The files of a models folder, by kind (the kind each file must hold). The VAE is optional.
 MODEL_FILES = {
     "motion": "motion.safetensors",

@@ -17,6 +17,7 @@ from ..lipsync_core.render.settings import RenderSettings
 from ..lipsync_core.types import (
     DEFAULT_MAX_GAP_SECONDS,
     DEFAULT_REFERENCE_FRAMES,
+    DEMO_CLIPS,
     FACE_BACKENDS,
     FACE_CHOICES,
     GAP_POLICIES,
@@ -75,7 +76,6 @@ from .sockets import (
 from .views import TEXT_KEY, attention_picture, draw_mouths, motion_curves, motion_view_payload
 
 TRACK_CROP_SIZE = 256  # the Track node's own crop without models; the render node rescales it
-DEMO_CLIPS = Path(__file__).resolve().parents[1] / "lipsync_core" / "assets" / "demo"
 ALL_FILES = "(all files)"
 FOLDER_OPTION = {"stylelipsync_folder": MODEL_FOLDER}  # the combos that list models/stylelipsync (web, checks)
 

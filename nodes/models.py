@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 
 from ..lipsync_core import weights
-from ..lipsync_core.types import MODEL_FILES, FeatureSpec, LipSyncInputError
+from ..lipsync_core.types import DEMO_MODELS, MODEL_FILES, FeatureSpec, LipSyncInputError
 from .host import HostedModel, ready_all, resolve_model_path
 
 if TYPE_CHECKING:  # the core's networks and mouth model are imported when first used: a missing optional
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the core's networks and mouth model are imported when first
 
 DEMO_CHOICE = "demo (shipped)"
 NO_VAE = "(none: connect a VAE to the render node)"
-DEMO_FOLDER = Path(__file__).resolve().parents[1] / "lipsync_core" / "assets" / "demo_models"
+DEMO_FOLDER = DEMO_MODELS  # a name of this module: tests point it elsewhere
 
 T = TypeVar("T")
 FileKey = tuple[str, int, int]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -88,8 +90,8 @@ def test_paste_back_of_the_unmodified_crop_is_lossless(astronaut, crop_size, as_
         frames = torch.from_numpy(frames.astype(np.float32) / 255.0)
     track = track_faces(frames[:1], fps=25, crop_size=crop_size)
     second = track_faces(frames[1:], fps=25, crop_size=crop_size)
-    for name in ("landmarks", "crop_transforms", "usable"):
-        setattr(track, name, np.concatenate([getattr(track, name), getattr(second, name)]))
+    track = dataclasses.replace(track, **{name: np.concatenate([getattr(track, name), getattr(second, name)])
+                                          for name in ("landmarks", "crop_transforms", "usable")})
     crops = warp_to_crops(frames, track, crop_size)
     assert crops.shape == (2, crop_size, crop_size, 3) and crops.dtype == np.float32
     out, masks = paste_back(frames, crops, track)

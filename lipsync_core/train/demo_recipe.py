@@ -26,7 +26,7 @@ from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
-from ..types import MODEL_FILES, LipSyncInputError
+from ..types import DEMO_MODELS, MODEL_FILES, LipSyncInputError
 from .basis import fit_basis
 from .common import lane_threads
 from .evaluate import EvalOptions, evaluate
@@ -35,9 +35,6 @@ from .prepare import PrepareOptions, prepare
 from .puppet_data import make_puppet_videos
 from .renderer import RendererTrainConfig, train_renderer
 from .vae import VAETrainConfig, train_vae
-
-PACKAGE = Path(__file__).resolve().parents[1]
-DEMO_MODELS = PACKAGE / "assets" / "demo_models"
 
 # The demo's data: puppet speakers at 256 px (the frame size of real use: crops are shrunk and prefiltered as
 # in inference), face crops at 64 px (f4 VAE -> 16x16 latents).
