@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,12 @@ from ..lipsync_core.types import (
     GAP_POLICIES,
     LENGTH_POLICIES,
     MODEL_FILES,
+    AudioFeatures,
     FaceAnalysis,
+    FaceTrack,
+    LipMotion,
     LipSyncInputError,
+    StyleReference,
     tracker_options,
 )
 from .host import (
@@ -43,6 +48,7 @@ from .models import (
     MODEL_CACHE,
     NO_VAE,
     PREPARED,
+    LipSyncModelBundle,
     bundle_fingerprint,
     codec_for,
     describe_weights,
@@ -51,11 +57,15 @@ from .models import (
     load_bundle,
 )
 from .sockets import (
+    Audio,
     AudioFeaturesType,
+    ComfyVAE,
     FaceTrackType,
     LipMotionType,
     ModelsType,
     StyleReferenceType,
+    VideoInfo,
+    VideoInput,
     audio_of_duration,
     check_lengths,
     fps_input,
@@ -249,7 +259,7 @@ class TrackFaces(io.ComfyNode):
 
     @classmethod
     def execute(cls, images: torch.Tensor, fps: float, backend: str, face_choice: str, no_face: str,
-                max_gap_seconds: float, models: Any = None, video_info: Any = None,
+                max_gap_seconds: float, models: LipSyncModelBundle | None = None, video_info: VideoInfo | None = None,
                 reference_face: torch.Tensor | None = None) -> io.NodeOutput:  # fmt: skip
         rate = resolve_fps(("fps", fps), ("video_info", video_info))
         crop = int(models.renderer_config.crop_size) if models is not None else TRACK_CROP_SIZE
@@ -262,7 +272,7 @@ class TrackFaces(io.ComfyNode):
         return io.NodeOutput(track, notes)
 
 
-class AudioFeatures(io.ComfyNode):
+class AudioFeaturesNode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return _schema(
@@ -286,8 +296,9 @@ class AudioFeatures(io.ComfyNode):
         )  # fmt: skip
 
     @classmethod
-    def execute(cls, models: Any, fps: float, num_frames: int, audio: Any = None, audio_encoder_output: Any = None,
-                images: torch.Tensor | None = None, video_info: Any = None) -> io.NodeOutput:  # fmt: skip
+    def execute(cls, models: LipSyncModelBundle, fps: float, num_frames: int, audio: Audio | None = None,
+                audio_encoder_output: Mapping[str, Any] | None = None,
+                images: torch.Tensor | None = None, video_info: VideoInfo | None = None) -> io.NodeOutput:  # fmt: skip
         rate = resolve_fps(("fps", fps), ("video_info", video_info))
         count = int(num_frames) or (len(images) if images is not None else None)
         from ..lipsync_core import stages
@@ -335,8 +346,8 @@ class MatchLength(io.ComfyNode):
         )  # fmt: skip
 
     @classmethod
-    def execute(cls, images: torch.Tensor, audio: Any, fps: float, policy: str, video_info: Any = None,
-                track: Any = None) -> io.NodeOutput:  # fmt: skip
+    def execute(cls, images: torch.Tensor, audio: Audio, fps: float, policy: str, video_info: VideoInfo | None = None,
+                track: FaceTrack | None = None) -> io.NodeOutput:  # fmt: skip
         rate = resolve_fps(("fps", fps), ("video_info", video_info))
         frames = frames_of(images)
         if track is not None:
@@ -347,7 +358,7 @@ class MatchLength(io.ComfyNode):
                              int(matched.num_frames), track_frames(track, idx) if track is not None else None)
 
 
-class StyleReference(io.ComfyNode):
+class StyleReferenceNode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return _schema(
@@ -375,9 +386,11 @@ class StyleReference(io.ComfyNode):
         )  # fmt: skip
 
     @classmethod
-    def execute(cls, models: Any, max_frames: int, reference_fps: float, video_track: Any = None,
-                video_audio: Any = None, reference_images: torch.Tensor | None = None, reference_audio: Any = None,
-                reference_video_info: Any = None) -> io.NodeOutput:  # fmt: skip
+    def execute(cls, models: LipSyncModelBundle, max_frames: int, reference_fps: float,
+                video_track: FaceTrack | None = None,
+                video_audio: Audio | None = None, reference_images: torch.Tensor | None = None,
+                reference_audio: Audio | None = None,
+                reference_video_info: VideoInfo | None = None) -> io.NodeOutput:  # fmt: skip
         from ..lipsync_core import stages
         from ..lipsync_core.face import track_faces
 
@@ -424,8 +437,9 @@ class PredictMotion(io.ComfyNode):
         )  # fmt: skip
 
     @classmethod
-    def execute(cls, models: Any, features: Any, style_strength: float, mouth_scale: float, close_on_silence: bool,
-                style: Any = None) -> io.NodeOutput:  # fmt: skip
+    def execute(cls, models: LipSyncModelBundle, features: AudioFeatures, style_strength: float, mouth_scale: float,
+                close_on_silence: bool,
+                style: StyleReference | None = None) -> io.NodeOutput:  # fmt: skip
         from ..lipsync_core import stages
 
         with comfy_attention_installed():
@@ -451,7 +465,8 @@ class PreviewMotion(io.ComfyNode):
         )  # fmt: skip
 
     @classmethod
-    def execute(cls, models: Any, images: torch.Tensor, track: Any, motion: Any) -> io.NodeOutput:
+    def execute(cls, models: LipSyncModelBundle, images: torch.Tensor, track: FaceTrack,
+                motion: LipMotion) -> io.NodeOutput:
         frames = frames_of(images)
         check_lengths(frames, track, motion)
         overlay = draw_mouths(frames, track, models.mouth, motion.params)
@@ -466,8 +481,10 @@ def _settings(sampler: str, steps: int, seed: int, chunk_size: int, color_match:
                           reference_images=d.reference_images if reference_images is None else int(reference_images))
 
 
-def _render(cls: type[io.ComfyNode], bundle: Any, analysis: FaceAnalysis, motion: Any, source: ArrayFrames,
-            frame_indices: np.ndarray | None, settings: RenderSettings, vae: Any) -> tuple[np.ndarray, np.ndarray]:
+def _render(cls: type[io.ComfyNode], bundle: LipSyncModelBundle, analysis: FaceAnalysis, motion: LipMotion,
+            source: ArrayFrames,
+            frame_indices: np.ndarray | None, settings: RenderSettings, vae: ComfyVAE | None) -> tuple[np.ndarray,
+            np.ndarray]:
     """stages.render under ComfyUI's progress bar, Cancel (between chunks and denoising steps) and model
     management (which may move the models between chunks)."""
     from ..lipsync_core import stages
@@ -516,8 +533,9 @@ class Render(io.ComfyNode):
         )  # fmt: skip
 
     @classmethod
-    def execute(cls, models: Any, images: torch.Tensor, track: Any, motion: Any, sampler: str, steps: int, seed: int,
-                chunk_size: int, color_match: float, reference_images: int, vae: Any = None,
+    def execute(cls, models: LipSyncModelBundle, images: torch.Tensor, track: FaceTrack, motion: LipMotion,
+                sampler: str, steps: int, seed: int,
+                chunk_size: int, color_match: float, reference_images: int, vae: ComfyVAE | None = None,
                 **earlier: Any) -> io.NodeOutput:  # fmt: skip
         """``earlier``: what workflows of 0.1 still link to inputs that no longer exist (EARLIER_INPUTS): ignored."""
         if set(earlier) - cls.EARLIER_INPUTS:
@@ -573,11 +591,15 @@ class LipSync(io.ComfyNode):
         )  # fmt: skip
 
     @classmethod
-    def execute(cls, models: Any, fps: float, length_policy: str, style_strength: float, sampler: str, steps: int,
-                seed: int, chunk_size: int, images: torch.Tensor | None = None, audio: Any = None,
-                video_info: Any = None, video_audio: Any = None, style_images: torch.Tensor | None = None,
-                style_audio: Any = None, style_fps: float = 0.0, vae: Any = None, no_face: str = GAP_POLICIES[0],
-                max_gap_seconds: float = DEFAULT_MAX_GAP_SECONDS, video: Any = None) -> io.NodeOutput:  # fmt: skip
+    def execute(cls, models: LipSyncModelBundle, fps: float, length_policy: str, style_strength: float, sampler: str,
+                steps: int,
+                seed: int, chunk_size: int, images: torch.Tensor | None = None, audio: Audio | None = None,
+                video_info: VideoInfo | None = None, video_audio: Audio | None = None,
+                style_images: torch.Tensor | None = None,
+                style_audio: Audio | None = None, style_fps: float = 0.0, vae: ComfyVAE | None = None,
+                no_face: str = GAP_POLICIES[0],
+                max_gap_seconds: float = DEFAULT_MAX_GAP_SECONDS,
+                video: VideoInput | None = None) -> io.NodeOutput:  # fmt: skip
         if images is None and video is None:
             raise LipSyncInputError("images: not connected; connect the video's frames (IMAGE) or a VIDEO.")
         if audio is None:
@@ -627,5 +649,6 @@ class LipSync(io.ComfyNode):
                              video_out(frames_out, new_audio, source.fps))
 
 
-NODES: list[type[io.ComfyNode]] = [LoadModels, DemoMedia, TrackFaces, AudioFeatures, MatchLength, StyleReference,
+NODES: list[type[io.ComfyNode]] = [LoadModels, DemoMedia, TrackFaces, AudioFeaturesNode, MatchLength,
+StyleReferenceNode,
                                    PredictMotion, PreviewMotion, Render, LipSync, ModelInfo]

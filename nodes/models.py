@@ -225,7 +225,7 @@ class ComfyVAECodec:
         return pixels[..., :3].float().clamp(0, 1)
 
 
-def codec_for(bundle: LipSyncModelBundle, vae: Any | None) -> ComfyVAECodec | None:
+def codec_for(bundle: LipSyncModelBundle, vae: Any | None) -> ComfyVAECodec | None:  # vae: comfy.sd.VAE
     """The codec a render uses: None (the renderer's own VAE) or the graph's ComfyUI VAE, checked."""
     if vae is None:
         return None

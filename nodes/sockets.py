@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from comfy_api.latest import InputImpl, Types, io
+from comfy_api.latest import Input, InputImpl, Types, io
 
 from ..lipsync_core import audio as core_audio
 from ..lipsync_core.media import fps_fraction
@@ -34,7 +34,12 @@ from ..lipsync_core.types import (
 from .host import TYPE_PREFIX
 from .models import LipSyncModelBundle
 
-# ----------------------------------------------------------------------------- the pack's own types
+# ----------------------------------------------------------------------------- the types at the sockets
+
+Audio = Mapping[str, Any]  # AUDIO: {"waveform": [B, C, T], "sample_rate"}, or VideoHelperSuite's lazy Mapping
+VideoInfo = Mapping[str, Any]  # VHS_VIDEOINFO: loaded_fps, source_fps, ...
+VideoInput = Input.Video  # VIDEO (comfy_api's VideoInput: VideoFromFile, VideoFromComponents)
+ComfyVAE = Any  # VAE: comfy.sd.VAE, which only a host can import
 
 FaceTrackType = io.Custom(f"{TYPE_PREFIX}FACE_TRACK")
 AudioFeaturesType = io.Custom(f"{TYPE_PREFIX}AUDIO_FEATURES")
@@ -121,12 +126,12 @@ def image_out(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
 
 
-def mono_16k(audio: Any, name: str = "audio") -> np.ndarray:
+def mono_16k(audio: Audio, name: str = "audio") -> np.ndarray:
     """Any ComfyUI AUDIO (dict or VideoHelperSuite's lazy Mapping) -> 16 kHz mono float32, checked."""
     return core_audio.audio_to_mono(audio, name=name)
 
 
-def audio_of_duration(audio: Mapping, seconds: float, name: str = "audio") -> dict[str, Any]:
+def audio_of_duration(audio: Audio, seconds: float, name: str = "audio") -> dict[str, Any]:
     """The AUDIO cut or silence-padded to ``seconds``, at its own sample rate and channels (nothing resampled).
 
     Its samples are cleaned exactly as the command line cleans what it writes (NaN/inf -> 0, integer
@@ -214,7 +219,7 @@ def fps_of(value: Any) -> float | None:
     return _positive(value) if hasattr(value, "__float__") else None  # e.g. a 0-dim tensor
 
 
-def _file_video_fps(video: Any) -> float | None:
+def _file_video_fps(video: VideoInput) -> float | None:
     """The stream's frame rate from the container header (VideoFromFile.get_components decodes every frame)."""
     try:
         import av
@@ -247,7 +252,7 @@ def resolve_fps(*candidates: tuple[str, Any]) -> float:
 # ----------------------------------------------------------------------------- VIDEO
 
 
-def video_parts(video: Any, name: str = "video") -> tuple[torch.Tensor, float, dict | None]:
+def video_parts(video: VideoInput, name: str = "video") -> tuple[torch.Tensor, float, Audio | None]:
     """A core VIDEO -> (IMAGE frames, fps, AUDIO or None when it has no sound)."""
     try:
         parts = video.get_components()
@@ -262,7 +267,7 @@ def video_parts(video: Any, name: str = "video") -> tuple[torch.Tensor, float, d
     return parts.images, fps, audio
 
 
-def video_out(images: torch.Tensor, audio: dict | None, fps: float) -> Any:
+def video_out(images: torch.Tensor, audio: Audio | None, fps: float) -> VideoInput:
     """A core VIDEO of frames, their audio and rate, ready for SaveVideo."""
     components = Types.VideoComponents(images=images, audio=audio, frame_rate=fps_fraction(fps))
     return InputImpl.VideoFromComponents(components)
