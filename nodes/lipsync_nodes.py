@@ -240,8 +240,9 @@ class TrackFaces(io.ComfyNode):
                 io.Image.Input("images", tooltip="The video frames."),
                 fps_input(),
                 io.Combo.Input("backend", options=list(FACE_BACKENDS), default=FACE_BACKENDS[0],
-                               tooltip="torch: MediaPipe's face mesh ported to torch (shipped, GPU); mediapipe: the "
-                               "mediapipe package if installed; insightface needs models/insightface/models/buffalo_l."),
+                               tooltip="torch: MediaPipe's face mesh ported to torch (shipped, GPU); mediapipe: "
+                               "the mediapipe package if installed; insightface needs "
+                               "models/insightface/models/buffalo_l."),
                 io.Combo.Input("face_choice", options=list(FACE_CHOICES), default=FACE_CHOICES[0],
                                tooltip="Which face to follow when there are several ('identity' needs backend "
                                "insightface and a reference_face)."),

@@ -126,7 +126,7 @@ def test_modular_chain_renders_what_the_all_in_one_node_renders():
     whole, whole_audio, whole_mask, fps, _ = run("StyleLipSyncLipSync", s["models"], FPS, "trim_to_video", 1.0,
                                                  images=s["images"], audio=audio, video_audio=audio, **kwargs)
     track = run("StyleLipSyncTrackFaces",
-        s["images"], FPS, "mediapipe", "largest", "interpolate", 0.5, models=s["models"]
+        s["images"], FPS, "torch", "largest", "interpolate", 0.5, models=s["models"]
     )[0]
     style = run("StyleLipSyncStyleReference", s["models"], 256, 0.0, video_track=track, video_audio=audio)[0]
     feats = run("StyleLipSyncAudioFeatures", s["models"], FPS, 0, audio=audio, images=s["images"])[0]
