@@ -89,6 +89,8 @@ class FrameRenderer:
                 self.reference_openness = crop_openness(self.reference_crops, self.models.mouth)
             driving = self.models.mouth.opening(self.motion.params, self.analysis.neutral)
             self.aligned_reference = nearest_by_opening(self.reference_openness, driving)
+        settings = self.settings  # the steps at or above this timestep are guided (fixed for the job)
+        self.guided_down_to = last_guided_timestep(settings.sampler, settings.steps, settings.guided_steps)
 
     def render(self, frames: np.ndarray, out_indices: np.ndarray, step_callback=None,
                generate: CropGenerator | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +110,7 @@ class FrameRenderer:
         size = self.models.renderer.config.crop_size
         out_crops = np.zeros((len(frames), size, size, 3), np.float32)
         blocks = np.asarray(out_indices) // self.settings.render_batch
+        points = self.generated_mouth_points(src, out_indices)  # the mouth map's and the paste mask's
         for block in np.unique(blocks):
             todo = np.flatnonzero(usable & (blocks == block))
             if not len(todo):
@@ -115,7 +118,7 @@ class FrameRenderer:
             with self.stopwatch("crop"):
                 crops = torch.from_numpy(warp_to_crops(frames[todo], transforms[todo], size))
             if generate is None:
-                out_crops[todo] = self.render_crops(crops, out_indices[todo], step_callback)
+                out_crops[todo] = self.render_crops(crops, out_indices[todo], step_callback, points[todo])
             else:
                 out_crops[todo] = generate(crops, out_indices[todo])
         with self.stopwatch("paste back"):
@@ -123,7 +126,7 @@ class FrameRenderer:
                 frames, out_crops, transforms, landmarks=track.landmarks[src], usable=usable,
                 feather=MASK_FEATHER if self.settings.feather is None else self.settings.feather,
                 color_match_strength=self.settings.color_match,
-                mask_points=self.generated_mouth_points(src, out_indices)[:, _MASK_IN_MOUTH],
+                mask_points=points[:, _MASK_IN_MOUTH],
             )
         return out, masks
 
@@ -134,9 +137,11 @@ class FrameRenderer:
         return mouth_image_points(self.models.mouth, self.analysis.track.landmarks[src],
                                   self.motion.params[out_indices], self.analysis.neutral)
 
-    def render_crops(self, crops: torch.Tensor, out_indices: np.ndarray, step_callback=None) -> np.ndarray:
+    def render_crops(self, crops: torch.Tensor, out_indices: np.ndarray, step_callback=None,
+                     mouth_points: np.ndarray | None = None) -> np.ndarray:
         """One batch of face crops [n, S, S, 3] of usable frames -> generated crops [n, S, S, 3] float 0..1
-        (``train eval`` renders its data set's crops with it)."""
+        (``train eval`` renders its data set's crops with it). ``mouth_points``: the frames'
+        :meth:`generated_mouth_points` when the caller has them already."""
         clock, renderer = self.stopwatch, self.models.renderer
         with torch.inference_mode(), autocast_context(self.device, self.settings.precision):
             with clock("vae encode"):
@@ -150,16 +155,15 @@ class FrameRenderer:
                 aligned = self.reference_latents[torch.from_numpy(self.aligned_reference[out_indices])]
             if cfg.mouth_map_channels:  # the lips the motion asks for, where they go in each crop
                 src = self.source_indices[out_indices]
-                points = to_crop(self.generated_mouth_points(src, out_indices),
-                                 self.analysis.track.crop_transforms[src])
+                if mouth_points is None:
+                    mouth_points = self.generated_mouth_points(src, out_indices)
+                points = to_crop(mouth_points, self.analysis.track.crop_transforms[src])
                 drawn = torch.from_numpy(mouth_map(points, cfg.crop_size, context.shape[-1]))
                 drawn = drawn.to(self.device, context.dtype)
 
-            settings = self.settings
-            guided_down_to = last_guided_timestep(settings.sampler, settings.steps, settings.guided_steps)
-
             def denoiser(sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                guidance = settings.guidance if float(t.flatten()[0]) >= guided_down_to else 1.0
+                guided = float(t.flatten()[0]) >= self.guided_down_to
+                guidance = self.settings.guidance if guided else 1.0
                 return renderer.guided(sample, t, motion, guidance, masked_latent=context,
                                        reference_features=refs, reference_latent=aligned, mouth_map=drawn)
 
