@@ -313,9 +313,14 @@ def test_the_traced_cpu_graph_equals_the_eager_one():
     from lipsync_core.face.torch_nets import load_cpu_net
 
     for name in ("face_detector_short", "face_mesh_attention"):
-        eager, traced = load_net(name), load_cpu_net(name)
+        eager, traced = load_net(name), load_cpu_net(name, trace_after_frames=2)
         size = eager.config["input_size"]
         x = torch.rand(2, 3, size, size)
         with torch.inference_mode():
-            for a, b in zip(eager(x), traced(x), strict=True):
-                assert torch.allclose(a, b, atol=1e-5)
+            first = traced(x)  # 2 frames: not traced yet
+            assert traced._traced is None
+            second = traced(x)  # 4 > 2: traced now, and from then on
+            assert traced._traced is not None and traced.trace_after_frames is None
+            for a, b, c in zip(eager(x), first, second, strict=True):
+                assert torch.equal(a, b)
+                assert torch.allclose(a, c, atol=1e-5)

@@ -34,11 +34,12 @@ def _same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[
     return total // 2, total - total // 2
 
 
-def _activate(x: torch.Tensor, act: str | None) -> torch.Tensor:
+def _activate(x: torch.Tensor, act: str | None, in_place: bool = False) -> torch.Tensor:
+    """A fused activation; ``in_place`` when ``x`` is a fresh result nobody else holds."""
     if act == "relu":
-        return F.relu(x)
+        return F.relu_(x) if in_place else F.relu(x)
     if act == "relu6":
-        return F.relu6(x)
+        return F.hardtanh_(x, 0.0, 6.0) if in_place else F.relu6(x)
     return x
 
 
@@ -123,17 +124,83 @@ class GraphNet(torch.nn.Module):
             self.graph = json.loads(meta["graph"])
             self._names = {}
             self._traced = None  # a TorchScript trace of this graph (CPU fp32), see load_cpu_net
+            self.trace_after_frames: int | None = None  # trace on the CPU once this many frames went through
+            self._frames_seen = 0
             for i, key in enumerate(f.keys()):
                 self._names[key] = f"w{i}"
                 self.register_buffer(f"w{i}", f.get_tensor(key).float(), persistent=False)
+        self._owned, self._slice_adds = self._plan_in_place()
+
+    def _plan_in_place(self) -> tuple[set[str], dict[str, str]]:
+        """Which activations an op may overwrite, and which channel pads fold into the add after them.
+
+        The graphs are chains of small memory-bound ops (add, relu, zero channel padding of the skip
+        branch) between convolutions; on a CPU, allocating and filling their outputs costs as much as the
+        convolutions. An op's output is *owned* by its single consumer (not the input, not a constant, not
+        a graph output), which may then write in place. A ``pad`` that only appends zero channels and
+        feeds one ``add`` whose other input is owned becomes ``other[:, :C] += x``: the same sums, bit for
+        bit (adding zero changes nothing), with no padded copy.
+        """
+        uses: dict[str, int] = {}
+        for op in self.graph:
+            for name in op["in"]:
+                uses[name] = uses.get(name, 0) + 1
+        # ops whose output is new storage (or, written in place, storage its input's one consumer gave up);
+        # reshape and slice return views of tensors others may still read
+        fresh = {"conv", "add", "relu", "prelu", "mul", "max_pool_2d", "concatenation", "resize_bilinear"}
+        keep = set(self.config["outputs"]) | set(self.config["inputs"])
+        owned = {
+            op["out"]
+            for op in self.graph
+            if op["op"] in fresh and uses.get(op["out"], 0) == 1 and op["out"] not in keep
+        }
+        pads = {
+            op["out"]: op
+            for op in self.graph
+            if op["op"] == "pad" and uses.get(op["out"], 0) == 1 and all(p == [0, 0] for p in op["pads"][:3])
+            and op["pads"][3][0] == 0
+        }
+        slice_adds = {}
+        for op in self.graph:
+            if op["op"] == "add" and len(op["in"]) == 2:
+                a, b = op["in"]
+                for padded, other in ((a, b), (b, a)):
+                    if padded in pads and other in owned:
+                        slice_adds[padded] = pads[padded]["in"][0]
+        return owned, slice_adds
+
+    def _trace(self) -> None:
+        """Trace this graph (CPU, fp32) with TorchScript; when tracing is unavailable or fails (``torch.jit``
+        is deprecated in recent torch), the identical eager graph goes on running."""
+        import warnings
+
+        size = self.config["input_size"]
+        self.trace_after_frames = None  # one try; and the trace below runs the op loop
+        try:
+            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+                warnings.simplefilter("ignore")  # TracerWarning on shape arithmetic, DeprecationWarning of torch.jit
+                # traced, not also frozen: freezing costs more time at load (about 1.4 s for the mesh here) than
+                # it saves in a whole video's calls
+                self._traced = torch.jit.trace(self, torch.zeros(1, 3, size, size), check_trace=False)
+        except Exception:  # any tracing failure leaves the eager graph
+            self._traced = None
 
     def _const(self, name: str) -> torch.Tensor | None:
         key = self._names.get(name)
         return None if key is None else self._buffers[key]
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        if self._traced is not None and images.device.type == "cpu" and images.dtype == torch.float32:
+        cpu_fp32 = images.device.type == "cpu" and images.dtype == torch.float32
+        if cpu_fp32 and self.trace_after_frames is not None:
+            self._frames_seen += images.shape[0]
+            if self._frames_seen > self.trace_after_frames:
+                self._trace()
+        if cpu_fp32 and self._traced is not None:
             return list(self._traced(images))
+        return self._run(images)
+
+    def _run(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The graph, op by op."""
         if images.device.type == "cpu":  # oneDNN's depthwise convolutions are several times faster in NHWC
             images = images.contiguous(memory_format=torch.channels_last)
         values: dict[str, torch.Tensor] = {self.config["inputs"][0]: images}
@@ -152,7 +219,7 @@ class GraphNet(torch.nn.Module):
                 if w.shape[2:] == (1, 1) and op["groups"] == 1 and op["stride"] == [1, 1] and x.dim() == 4:
                     # pointwise: a matrix product over the channels (NHWC view), faster than conv2d on CPU
                     y = F.linear(x.permute(NCHW_TO_NHWC), w[:, :, 0, 0], b).permute(NHWC_TO_NCHW)
-                    values[op["out"]] = _activate(y, op["act"])
+                    values[op["out"]] = _activate(y, op["act"], in_place=True)
                     continue
                 if op["same"]:
                     ph = _same_pads(x.shape[2], w.shape[2], op["stride"][0], op["dilation"][0])
@@ -163,13 +230,27 @@ class GraphNet(torch.nn.Module):
                         y = F.conv2d(F.pad(x, (*pw, *ph)), w, b, op["stride"], 0, op["dilation"], op["groups"])
                 else:
                     y = F.conv2d(x, w, b, op["stride"], 0, op["dilation"], op["groups"])
-                y = _activate(y, op["act"])
+                y = _activate(y, op["act"], in_place=True)
             elif kind == "prelu":
                 y = F.prelu(x, self._const(op["weight"]))
             elif kind == "relu":
-                y = F.relu(x)
+                y = F.relu_(x) if op["in"][0] in self._owned else F.relu(x)
             elif kind == "add":
-                y = _activate(x + get(op["in"][1]), op["act"])
+                a_name, b_name = op["in"]
+                if a_name in self._slice_adds or b_name in self._slice_adds:
+                    padded, other = (a_name, b_name) if a_name in self._slice_adds else (b_name, a_name)
+                    y = get(other)
+                    unpadded = get(self._slice_adds[padded])
+                    y[:, : unpadded.shape[1]] += unpadded
+                else:
+                    other = get(b_name)
+                    if a_name in self._owned and x.shape == other.shape:
+                        y = x.add_(other)
+                    elif b_name in self._owned and x.shape == other.shape:
+                        y = other.add_(x)
+                    else:
+                        y = x + other
+                y = _activate(y, op["act"], in_place=True)
             elif kind == "mul":
                 y = _activate(x * get(op["in"][1]), op["act"])
             elif kind == "max_pool_2d":
@@ -181,6 +262,8 @@ class GraphNet(torch.nn.Module):
                         x = F.pad(x, (*pw, *ph), value=float("-inf"))
                 y = F.max_pool2d(x, (kh, kw), op["stride"])
             elif kind == "pad":
+                if op["out"] in self._slice_adds:  # folded into the add that consumes it
+                    continue
                 pads = op["pads"]
                 nhwc = x.dim() == 4  # pad in TFLite's layout (a view of channels-last memory), then back
                 if nhwc:
@@ -257,24 +340,17 @@ def load_net(name: str) -> GraphNet:
 
 
 @cache
-def load_cpu_net(name: str) -> GraphNet:
-    """:func:`load_net` with its graph traced by TorchScript for the CPU: a few hundred small ops a call, and
-    the traced graph dispatches them from C++ (1.4-2x faster here than this module's Python loop).
+def load_cpu_net(name: str, trace_after_frames: int | None = None) -> GraphNet:
+    """:func:`load_net`'s graph for a caller on the CPU, traced by TorchScript once ``trace_after_frames``
+    frames have gone through it (None: never).
 
-    ``torch.jit`` is deprecated in recent torch: when tracing is unavailable or fails, the eager graph runs.
+    The mesh runs frame after frame in tracking mode, a few hundred small ops a call: the traced graph
+    dispatches them from C++ (about 1.5x faster here than the Python loop), but tracing costs about 1.4 s,
+    so a short clip is done before a trace would pay off (see ``MESH_TRACE_AFTER_FRAMES``). The detector
+    runs batched, a few calls a video: its Python loop costs nothing worth tracing.
     """
-    import warnings
-
     net = GraphNet(DATA_DIR / f"{name}.safetensors").eval()
-    size = net.config["input_size"]
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # TracerWarning on shape arithmetic, DeprecationWarning of torch.jit
-            # traced, not also frozen: freezing costs more time at load (about 1.4 s for the mesh here) than it
-            # saves in a whole video's calls
-            net._traced = torch.jit.trace(net, torch.zeros(1, 3, size, size), check_trace=False)
-    except Exception:  # any tracing failure leaves the (identical) eager graph
-        net._traced = None
+    net.trace_after_frames = trace_after_frames
     return net
 
 
