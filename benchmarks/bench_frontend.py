@@ -3,8 +3,9 @@
     python benchmarks/bench_frontend.py [--frames 100] [--device cuda] [--dtype float16] [--batch 64]
 
 Frames are the astronaut photo drifting and turning slowly (a real face, tracking mode). Face landmarks:
-the torch face mesh (default backend; video mode: detector batched, mesh frame after frame; static
-mode: both batched) against the mediapipe package (one frame at a time, its own threads) when installed.
+the torch face mesh (default backend; video mode: detector batched, mesh frame after frame, as a clip
+shorter than MESH_TRACE_AFTER_FRAMES runs it and, "traced", as a longer one goes on after its TorchScript
+trace; static mode: both batched) against the mediapipe package (one frame at a time, its own threads) when installed.
 On a CPU, set OMP_NUM_THREADS (the torch figures use torch's threads; mediapipe's XNNPACK picks its own).
 """
 
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lipsync_core.audio import compute_features
 from lipsync_core.face import paste_back, track_faces, warp_to_crops
 from lipsync_core.face.backends import MediaPipeBackend, TorchMeshBackend, has_legacy_face_mesh
+from lipsync_core.face.torch_mesh import MESH_TRACE_AFTER_FRAMES
 
 
 def make_video(height: int, width: int, frames: int) -> np.ndarray:
@@ -57,10 +59,19 @@ def landmark_rows(
     n = len(video)
     rows = []
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    for static in (False, True):
+    for static, traced in ((False, False), (False, True), (True, False)):
         mesh = TorchMeshBackend(25.0, static=static, device=device, dtype=dtype)
         mesh.process_batch(video[:2])
         mesh.close()
+        net = mesh._mesh._mesh
+        if traced != (net._traced is not None) and device == "cpu" and dtype == torch.float32:
+            if traced:
+                net._trace()  # what a long video reaches after MESH_TRACE_AFTER_FRAMES frames
+            else:
+                net._traced = None
+                net.trace_after_frames, net._frames_seen = MESH_TRACE_AFTER_FRAMES, 0
+        elif traced:
+            continue  # the trace is a CPU fp32 thing
 
         def run(mesh=mesh):
             mesh.close()  # forget the tracked face: every run starts by detecting it
@@ -69,7 +80,7 @@ def landmark_rows(
             sync()
 
         secs, _ = timed(run, repeat)
-        mode = "static" if static else "video"
+        mode = "static" if static else ("video, traced" if traced else "video")
         rows.append((f"torch mesh {mode} ({device} {str(dtype)[6:]}, batch {batch})", n / secs))
     if has_legacy_face_mesh():
         for static in (False, True):
