@@ -147,7 +147,7 @@ def _job_options(args, fps: float):
     from .types import tracker_options
 
     return JobOptions(settings=_settings(args), length_policy=args.length, style_strength=args.style_strength,
-                      tracker_options=tracker_options(args.no_face, args.max_gap, fps))
+                      tracker_options=tracker_options(args.no_face, args.max_gap, fps, args.device))
 
 
 def _progress_bar():
@@ -294,7 +294,8 @@ def cmd_bench(args) -> int:
         start = time.perf_counter()
         result = lipsync_file(clips["video"], clips["audio"], Path(folder) / "bench.mp4", models,
                               style_path=clips.get("style"),
-                              options=JobOptions(settings=_settings(args), length_policy=args.length))
+                              options=JobOptions(settings=_settings(args), length_policy=args.length,
+                                                 tracker_options={"device": args.device}))
         wall = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n = result.num_frames

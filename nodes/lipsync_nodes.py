@@ -38,6 +38,7 @@ from .host import (
     Progress,
     check_interrupted,
     comfy_attention_installed,
+    default_devices,
     model_filenames,
     model_folder_paths,
     resolve_model_path,
@@ -267,8 +268,9 @@ class TrackFaces(io.ComfyNode):
         reference = {} if reference_face is None else {"reference_image": frames_of(reference_face, "reference_face")}
         from ..lipsync_core.face import track_faces
 
+        options = tracker_options(no_face, max_gap_seconds, rate, default_devices()[0])
         track = track_faces(frames_of(images), rate, backend=backend, crop_size=crop, face_choice=face_choice,
-                            input_name="images", **tracker_options(no_face, max_gap_seconds, rate), **reference)
+                            input_name="images", **options, **reference)
         notes = "\n".join([f"{int(track.usable.sum())} of {len(track)} frames have a face.", *track.notes])
         return io.NodeOutput(track, notes)
 
@@ -630,7 +632,8 @@ class LipSync(io.ComfyNode):
             elif own is not None:
                 style_wave = mono_16k(own, "video_audio")
             options = pipeline.JobOptions(length_policy=length_policy, style_strength=float(style_strength),
-                                          tracker_options=tracker_options(no_face, max_gap_seconds, source.fps))
+                                          tracker_options=tracker_options(no_face, max_gap_seconds, source.fps,
+                                                                          default_devices()[0]))
             with comfy_attention_installed():
                 return source, pipeline.prepare(source, wave, models.ready(), style_video, style_wave, options,
                                                 progress=lambda _stage, done, total: bar.set(done, total),

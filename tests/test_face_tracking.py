@@ -239,3 +239,20 @@ def test_backend_mediapipe_without_the_package_runs_the_torch_port(astronaut, mo
     assert any("mediapipe package is not installed" in note for note in track.notes)
     default = track_faces(astronaut[None], fps=25)
     np.testing.assert_array_equal(track.landmarks, default.landmarks)
+
+
+def test_the_jobs_device_places_the_torch_face_mesh(monkeypatch):
+    """--device cpu (and the ComfyUI device) reach the face mesh: it no longer picks CUDA on its own."""
+    from lipsync_core import cli
+    from lipsync_core.face import backends
+    from lipsync_core.types import tracker_options
+
+    assert "device" not in tracker_options("interpolate", 0.5, 25.0)
+    args = cli.build_parser().parse_args(["run", "--video", "v.mp4", "--audio", "a.wav", "--out", "o.mp4",
+                                          "--device", "cpu"])
+    options = cli._job_options(args, 25.0).tracker_options
+    assert options["device"] == "cpu" and options["max_gap_frames"] == 12
+    monkeypatch.setattr(backends, "default_device", lambda: torch.device("meta"))  # as if CUDA were the default
+    tracker = FaceTracker(25.0, **options)
+    assert tracker._backend._mesh.device == torch.device("cpu")
+    tracker.close()
