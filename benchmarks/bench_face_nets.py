@@ -1,0 +1,74 @@
+"""The face networks alone: CPU milliseconds a frame by batch size, eager and traced, and the per-call floor.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_face_nets.py [--repeat 5]
+
+Times are this thread's CPU time (``time.thread_time``), the best of ``--repeat`` passes over 32 frames, so
+they hold on a machine that other jobs share (wall-clock figures there are not comparable). Tracking meshes
+one frame a call (each region comes from the previous frame's landmarks): the batch-1 row is what video
+mode pays; the batched rows are static mode's. The last rows time one depthwise 3x3 convolution at batch 1,
+the kind of op the mesh runs about 70 times a call: its cost barely falls with its size, which is the
+per-call floor of torch's CPU kernels that the batch-1 mesh pays op after op.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lipsync_core.face.torch_nets import DATA_DIR, GraphNet  # noqa: E402
+
+NETS = {"face_detector_short": 128, "face_mesh_attention": 192}
+FRAMES = 32
+
+
+def best_cpu_ms(fn, repeat: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.thread_time()
+        fn()
+        best = min(best, time.thread_time() - start)
+    return best * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; CPU ms a frame (best of {args.repeat})")
+    print(f"{'network':24s} {'batch':>5s} {'eager':>8s} {'traced':>8s}")
+    for name, size in NETS.items():
+        net = GraphNet(DATA_DIR / f"{name}.safetensors").eval()
+        frames = torch.rand(FRAMES, 3, size, size)
+        for batch in (1, 4, 32):
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                traced = torch.jit.trace(net, frames[:batch], check_trace=False)
+
+                def run(model, batch=batch, frames=frames):
+                    for start in range(0, FRAMES, batch):
+                        model(frames[start : start + batch])
+
+                eager_ms = best_cpu_ms(lambda run=run, net=net: run(net), args.repeat) / FRAMES
+                traced_ms = best_cpu_ms(lambda run=run, traced=traced: run(traced), args.repeat) / FRAMES
+            print(f"{name:24s} {batch:5d} {eager_ms:8.2f} {traced_ms:8.2f}")
+    print(f"{'depthwise 3x3, batch 1':24s} {'C x H':>9s} {'us a call':>10s}")
+    for channels, side in ((16, 96), (32, 48), (64, 24), (128, 12)):
+        weight = torch.rand(channels, 1, 3, 3)
+        x = torch.rand(1, channels, side, side).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            us = best_cpu_ms(lambda x=x, w=weight, c=channels: [F.conv2d(x, w, None, 1, 1, 1, c) for _ in range(100)],
+                             args.repeat) * 10
+        print(f"{'':24s} {f'{channels}x{side}':>9s} {us:10.1f}")
+
+
+if __name__ == "__main__":
+    main()
