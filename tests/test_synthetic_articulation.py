@@ -65,3 +65,49 @@ def test_style_changes_shape_and_timing_and_is_seeded():
     assert a == SpeakerStyle.sample(np.random.default_rng(5))
     assert a != SpeakerStyle.sample(np.random.default_rng(6))
     assert SpeakerStyle.from_dict(a.to_dict()) == a
+
+
+def test_per_sound_style_is_seeded_and_leaves_the_global_parameters_alone():
+    from lipsync_core.synthetic.articulation import SOUND_CLASSES, SOUND_TARGET_SIGMA
+
+    a = SpeakerStyle.sample(np.random.default_rng(5))
+    assert a.per_sound and len(a.sound_targets) == len(SOUND_CLASSES) == len(a.sound_lag_ms)
+    assert a == SpeakerStyle.sample(np.random.default_rng(5))
+    assert SpeakerStyle.from_dict(a.to_dict()) == a
+    # the per-sound draws come after the global ones: the same speaker without them has the same globals
+    g = SpeakerStyle.sample(np.random.default_rng(5), per_sound=False)
+    assert a.global_only() == g and not g.per_sound
+    assert "sound_targets" not in g.to_dict() and SpeakerStyle.from_dict(g.to_dict()) == g
+    # offsets only on the channels that carry a class, within 2.5 sigma
+    offsets = np.abs(np.asarray(a.sound_targets))
+    assert np.all(offsets <= 2.5 * SOUND_TARGET_SIGMA + 1e-9) and np.all(offsets[SOUND_TARGET_SIGMA == 0] == 0)
+    # renditions vary the per-sound style a little, reproducibly
+    r1, r2 = a.jittered(np.random.default_rng(1)), a.jittered(np.random.default_rng(1))
+    assert r1 == r2 and r1 != a
+    assert np.abs(np.asarray(r1.sound_targets) - np.asarray(a.sound_targets)).max() < 0.1
+
+
+def test_per_sound_style_moves_its_own_class_in_shape_and_time():
+    from lipsync_core.synthetic.articulation import SOUND_CLASSES, frame_sound_classes
+
+    k_round, k_spread = list(SOUND_CLASSES).index("rounded"), list(SOUND_CLASSES).index("spread")
+    fps = 100
+    phons = timeline(["_", "'u:", "_", "'i:", "_"], 0.2)
+    zeros = tuple((0.0,) * len(CHANNELS) for _ in SOUND_CLASSES)
+    neutral = SpeakerStyle(sound_targets=zeros, sound_lag_ms=(0.0,) * 6, sound_anticipation=(1.0,) * 6)
+    base = articulation_track(phons, 100, fps, neutral)
+    assert np.allclose(base, articulation_track(phons, 100, fps), atol=1e-6)  # zero deviations: global style
+    more_round = [list(r) for r in zeros]
+    more_round[k_round][ROUND] = 0.3
+    rounder = articulation_track(phons, 100, fps, SpeakerStyle(
+        sound_targets=tuple(map(tuple, more_round)), sound_lag_ms=(0.0,) * 6, sound_anticipation=(1.0,) * 6))
+    labels = frame_sound_classes(phons, 100, fps)
+    assert (labels[30] == k_round) and (labels[70] == k_spread) and labels[0] == -1
+    assert rounder[30, ROUND] > base[30, ROUND] + 0.2  # /u/ rounds more
+    assert abs(rounder[70, ROUND] - base[70, ROUND]) < 0.02  # /i/ does not
+    lags = [0.0] * 6
+    lags[k_spread] = 40.0
+    late_i = articulation_track(phons, 100, fps, SpeakerStyle(sound_targets=zeros, sound_lag_ms=tuple(lags),
+                                                              sound_anticipation=(1.0,) * 6))
+    rise = lambda tr: int(np.argmax(tr[:, SPREAD] > 0.45))  # noqa: E731  the /i/ spread's onset
+    assert 3 <= rise(late_i) - rise(base) <= 5  # 40 ms at 100 fps: about 4 frames later

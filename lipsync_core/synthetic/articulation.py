@@ -12,7 +12,7 @@ the neighbouring vowel's shape).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -100,6 +100,37 @@ def viseme_sequence(symbol: str) -> tuple[str, ...]:
     return ("AX",) if s[:1].lower() in "aeiou@3" else ("TDN",)
 
 
+# Per-sound style: a speaker shapes each group of sounds in their own way (how far they round /u o/, spread /i/,
+# press the lips for /p b m/, tuck the lower lip for /f v/, open for /a/), and times it in their own way.
+# The groups are the lip-reading viseme classes whose lip shapes talkers are reported to differ in; velars, /h/
+# and rest borrow their neighbours' shapes and get no deviation of their own.
+SOUND_CLASSES: dict[str, tuple[str, ...]] = {
+    "bilabial": ("PBM",),
+    "labiodental": ("FV",),
+    "rounded": ("W", "UW", "UH", "OH", "AO", "SH", "R", "ER"),
+    "spread": ("IY", "IH", "EH", "Y"),
+    "open": ("AA", "AH", "AX"),
+    "alveolar": ("TDN", "SZ", "TH", "L"),
+}
+VISEME_CLASS: dict[str, int] = {v: i for i, vs in enumerate(SOUND_CLASSES.values()) for v in vs}
+# Standard deviation of each class's target offset per channel (articulation units, added to the viseme
+# targets before the global gains). Each class moves the channels that carry it by about half to three quarters
+# of what the global gains move them between speakers (e.g. rounded: round +/-0.3 against the global round
+# gain's +/-0.4 on a target of 1.0), so per-sound differences are of the order of between-speaker ones.
+SOUND_TARGET_SIGMA = np.array([
+    # jaw  lips_open spread round corner_lift lower_tuck press
+    [0.04, 0.10, 0.15, 0.20, 0.05, 0.00, 0.35],  # bilabial: how hard and how rolled-in the closure, pursed or not
+    [0.05, 0.10, 0.15, 0.10, 0.00, 0.35, 0.00],  # labiodental: how far the lower lip tucks under the teeth
+    [0.08, 0.08, 0.15, 0.30, 0.00, 0.00, 0.00],  # rounded: how much rounding and protrusion
+    [0.08, 0.08, 0.30, 0.00, 0.15, 0.00, 0.00],  # spread: how far the corners pull (and lift)
+    [0.20, 0.12, 0.12, 0.10, 0.00, 0.00, 0.00],  # open: how far the jaw drops and the lips part
+    [0.06, 0.08, 0.20, 0.10, 0.00, 0.00, 0.00],  # alveolar: lips spread or neutral on t d n s z l
+], np.float64)
+SOUND_LAG_SIGMA_MS, SOUND_LAG_MAX_MS = 15.0, 40.0  # when: each class early or late against the sound
+SOUND_ANTICIPATION_SIGMA = 0.35  # log-normal: how early the lips start towards the class (0.5x..2x)
+SOUND_JITTER = 0.02  # per rendition, added to every offset that varies (ms: 3 on the class lags)
+
+
 @dataclass(frozen=True)
 class SpeakerStyle:
     """How one speaker shapes the same sounds. Gains multiply the viseme targets; biases add.
@@ -109,6 +140,9 @@ class SpeakerStyle:
     asymmetry: one side moves more, the jaw drifts sideways (-1..1, small);
     lag_ms: mouth motion relative to the sound (positive: lips later);
     smoothing: scales the coarticulation time constants (>1 slurred, <1 crisp).
+    Per sound class (``SOUND_CLASSES``, empty tuples: none, the puppets before issue 14):
+    sound_targets: an offset per channel added to the class's viseme targets; sound_lag_ms: the class's
+    phonemes shifted in time; sound_anticipation: scales how early the lips move towards the class.
     """
 
     jaw_gain: float = 1.0
@@ -120,22 +154,54 @@ class SpeakerStyle:
     asymmetry: float = 0.0
     lag_ms: float = 0.0
     smoothing: float = 1.0
+    sound_targets: tuple[tuple[float, ...], ...] = ()
+    sound_lag_ms: tuple[float, ...] = ()
+    sound_anticipation: tuple[float, ...] = ()
 
-    def to_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
+    @property
+    def per_sound(self) -> bool:
+        return bool(self.sound_targets)
+
+    def to_dict(self) -> dict:
+        out: dict = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, tuple):
+                if v:  # per-sound fields only when present: files of global-only puppets keep their bytes
+                    out[f.name] = [list(map(float, r)) if isinstance(r, tuple) else float(r) for r in v]
+            else:
+                out[f.name] = float(v)
+        return out
 
     @classmethod
-    def from_dict(cls, d: dict[str, float]) -> SpeakerStyle:
-        return cls(**{k: float(v) for k, v in d.items()})
+    def from_dict(cls, d: dict) -> SpeakerStyle:
+        def value(v):
+            return tuple(tuple(map(float, r)) if isinstance(r, list) else float(r) for r in v) \
+                if isinstance(v, list) else float(v)
+
+        return cls(**{k: value(v) for k, v in d.items()})
+
+    def global_only(self) -> SpeakerStyle:
+        """The same global parameters without per-sound style."""
+        return replace(self, sound_targets=(), sound_lag_ms=(), sound_anticipation=())
+
+    def with_sounds_of(self, other: SpeakerStyle) -> SpeakerStyle:
+        """These global parameters with ``other``'s per-sound style."""
+        return replace(self, sound_targets=other.sound_targets, sound_lag_ms=other.sound_lag_ms,
+                       sound_anticipation=other.sound_anticipation)
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> SpeakerStyle:
-        """A random style: the seeded distribution that training and held-out speakers are drawn from."""
+    def sample(cls, rng: np.random.Generator, per_sound: bool = True) -> SpeakerStyle:
+        """A random style: the seeded distribution that training and held-out speakers are drawn from.
+
+        The per-sound deviations are drawn after the global parameters, so a speaker's global parameters are
+        the same with or without them.
+        """
 
         def gain(sigma: float, lo: float, hi: float) -> float:
             return float(np.clip(np.exp(rng.normal(0.0, sigma)), lo, hi))
 
-        return cls(
+        style = cls(
             jaw_gain=gain(0.4, 0.45, 2.2),
             lip_gain=gain(0.45, 0.35, 2.5),
             spread_gain=gain(0.4, 0.4, 2.2),
@@ -146,15 +212,48 @@ class SpeakerStyle:
             lag_ms=float(np.clip(rng.normal(0.0, 10.0), -25.0, 25.0)),
             smoothing=gain(0.3, 0.55, 1.8),
         )
+        if not per_sound:
+            return style
+        offsets = np.clip(rng.normal(0.0, 1.0, SOUND_TARGET_SIGMA.shape), -2.5, 2.5) * SOUND_TARGET_SIGMA
+        lags = np.clip(rng.normal(0.0, SOUND_LAG_SIGMA_MS, len(SOUND_CLASSES)), -SOUND_LAG_MAX_MS, SOUND_LAG_MAX_MS)
+        anticipation = np.clip(np.exp(rng.normal(0.0, SOUND_ANTICIPATION_SIGMA, len(SOUND_CLASSES))), 0.5, 2.0)
+        return replace(style, sound_targets=tuple(tuple(float(x) for x in row) for row in offsets),
+                       sound_lag_ms=tuple(float(x) for x in lags),
+                       sound_anticipation=tuple(float(x) for x in anticipation))
 
     def jittered(self, rng: np.random.Generator, amount: float = 0.04) -> SpeakerStyle:
         """The same style with the small variation of one rendition to the next (nobody repeats exactly)."""
         j = lambda: float(np.exp(rng.normal(0.0, amount)))  # noqa: E731
-        return SpeakerStyle(
-            self.jaw_gain * j(), self.lip_gain * j(), self.spread_gain * j(), self.spread_bias,
-            self.round_gain * j(), self.corner_lift, self.asymmetry, self.lag_ms + float(rng.normal(0.0, 3.0)),
-            self.smoothing * j(),
-        )
+        out = replace(self, jaw_gain=self.jaw_gain * j(), lip_gain=self.lip_gain * j(),
+                      spread_gain=self.spread_gain * j(), round_gain=self.round_gain * j(),
+                      lag_ms=self.lag_ms + float(rng.normal(0.0, 3.0)), smoothing=self.smoothing * j())
+        if not self.per_sound:
+            return out
+        targets = np.asarray(self.sound_targets) + rng.normal(0.0, SOUND_JITTER, SOUND_TARGET_SIGMA.shape) * (
+            SOUND_TARGET_SIGMA > 0)
+        lags = np.asarray(self.sound_lag_ms) + rng.normal(0.0, 3.0, len(SOUND_CLASSES))
+        return replace(out, sound_targets=tuple(tuple(float(x) for x in row) for row in targets),
+                       sound_lag_ms=tuple(float(x) for x in lags))
+
+
+def viseme_spans(phonemes: Sequence[Phoneme]) -> list[tuple[str, float, float]]:
+    """(viseme, start s, end s) of every viseme in the timeline (diphthongs split evenly), in order."""
+    out = []
+    for ph in phonemes:
+        visemes = viseme_sequence(ph.symbol)
+        dur = max(ph.end - ph.start, 1e-3) / max(len(visemes), 1)
+        out += [(name, ph.start + i * dur, ph.start + (i + 1) * dur) for i, name in enumerate(visemes)]
+    return out
+
+
+def frame_sound_classes(phonemes: Sequence[Phoneme], n_frames: int, fps: float) -> np.ndarray:
+    """(n_frames,) the sound class (index into ``SOUND_CLASSES``) heard at each frame's time; -1 for none."""
+    out = np.full(max(n_frames, 0), -1, np.int64)
+    t = np.arange(max(n_frames, 0)) / fps
+    for name, start, end in viseme_spans(phonemes):
+        if name in VISEME_CLASS:
+            out[(t >= start) & (t < end)] = VISEME_CLASS[name]
+    return out
 
 
 def articulation_track(
@@ -162,7 +261,8 @@ def articulation_track(
 ) -> np.ndarray:
     """Per-frame articulation (n_frames, N_CHANNELS) float32; frame k shows the mouth at time k / fps.
 
-    Stressed vowels open more; the style scales and biases channels, and shifts time by its lag.
+    Stressed vowels open more; the style scales and biases channels, and shifts time by its lag; a per-sound
+    style first moves each sound class's targets, timing and anticipation.
     """
     style = style or SpeakerStyle()
     targets, strengths, centres, half, tau_a, tau_c = [], [], [], [], [], []
@@ -175,11 +275,17 @@ def articulation_track(
         for i, name in enumerate(visemes):
             target, strength, ta, tc = VISEMES[name]
             target = target.copy()
+            shift = 0.0
+            if style.per_sound and name in VISEME_CLASS:
+                k = VISEME_CLASS[name]
+                target += np.asarray(style.sound_targets[k], np.float32)
+                shift = style.sound_lag_ms[k] / 1000.0
+                ta = ta * style.sound_anticipation[k]
             if name in VOWELS:
                 target[:2] *= stress
             targets.append(target)
             strengths.append(strength)
-            centres.append(ph.start + (i + 0.5) * dur)
+            centres.append(ph.start + (i + 0.5) * dur + shift)
             half.append(0.5 * dur)
             tau_a.append(ta)
             tau_c.append(tc)

@@ -45,8 +45,10 @@ class Speaker:
                    SpeakerStyle.from_dict(d["style"]))
 
 
-def sample_speaker(speaker_id: str, rng: np.random.Generator, photo: str | None = None) -> Speaker:
-    """Draw a speaker (face variation, voice, style) from the seeded distribution (``photo``: force a base photo)."""
+def sample_speaker(speaker_id: str, rng: np.random.Generator, photo: str | None = None,
+                   per_sound: bool = True) -> Speaker:
+    """Draw a speaker (face variation, voice, style) from the seeded distribution (``photo``: force a base photo;
+    ``per_sound=False``: global style parameters only, as the puppets before issue 14)."""
     identity = IdentitySpec.sample(rng, photo)
     voice = Voice(
         name=VOICE_LANGUAGES[int(rng.integers(len(VOICE_LANGUAGES)))],
@@ -55,14 +57,14 @@ def sample_speaker(speaker_id: str, rng: np.random.Generator, photo: str | None 
         pitch=int(rng.integers(30, 71)),
         pitch_range=int(rng.integers(30, 81)),
     )
-    return Speaker(speaker_id, identity, voice, SpeakerStyle.sample(rng))
+    return Speaker(speaker_id, identity, voice, SpeakerStyle.sample(rng, per_sound))
 
 
-def make_speakers(n: int, seed: int) -> list[Speaker]:
+def make_speakers(n: int, seed: int, per_sound: bool = True) -> list[Speaker]:
     """``n`` speakers from ``seed``; speaker i does not depend on n (a larger set extends a smaller one).
 
     Use different seeds for training and held-out sets: their styles come from the same distribution
-    but are different draws.
+    but are different draws. ``per_sound=False`` leaves out the per-sound style (the same speakers otherwise).
     """
     if n < 1:
         raise LipSyncInputError(f"speakers={n}: ask for at least 1 speaker")
@@ -70,7 +72,8 @@ def make_speakers(n: int, seed: int) -> list[Speaker]:
     photos = sorted(PHOTOS)
     offset = seed % len(photos)  # base photos alternate, so every set of 2+ speakers has both faces
     return [
-        sample_speaker(f"s{seed:04d}_{i:03d}", np.random.default_rng(c), photos[(i + offset) % len(photos)])
+        sample_speaker(f"s{seed:04d}_{i:03d}", np.random.default_rng(c), photos[(i + offset) % len(photos)],
+                       per_sound)
         for i, c in enumerate(children)
     ]
 
@@ -82,8 +85,10 @@ class PuppetClip:
     frames: (T, H, W, 3) uint8 RGB; audio: (S,) float32 mono at sample_rate;
     landmarks: (T, 478, 3) float32 ground-truth mesh in output pixels (z scaled like x);
     articulation: (T, len(CHANNELS)) float32 the styled mouth channels that drove the mesh;
-    head: (T, 4) float32 head motion (roll deg, scale, tx px, ty px); phonemes: the speech timeline;
-    blink: (T,) float32 eyelid closure (0 open, 1 shut).
+    head: (T, 4) float32 head motion in the image plane (roll deg, scale, tx px, ty px); phonemes: the speech
+    timeline; blink: (T,) float32 eyelid closure (0 open, 1 shut); head_pose: (T, 2) float32 out-of-plane
+    turn (yaw deg, positive: the face turns to the image's left; pitch deg, positive: chin down), None when
+    the head does not turn.
     """
 
     frames: np.ndarray
@@ -99,6 +104,7 @@ class PuppetClip:
     style: SpeakerStyle  # the rendition's style (the speaker's plus small per-clip variation)
     seed: int
     blink: np.ndarray  # (T,) eyelid closure 0..1
+    head_pose: np.ndarray | None = None  # (T, 2) yaw, pitch degrees
 
     @property
     def n_frames(self) -> int:
@@ -122,6 +128,26 @@ def mouth_geometry(landmarks: np.ndarray) -> dict[str, np.ndarray]:
         "opening": (opening / iod).astype(np.float32),
         "width": (width / iod).astype(np.float32),
     }
+
+
+# Out-of-plane head turn at head_turn=1: smooth random curves reaching about +/-YAW_DEG and +/-PITCH_DEG, the
+# small turns of a person talking to a camera (tracking, pose removal and the renderer must cope with them).
+YAW_DEG, PITCH_DEG = 8.0, 5.0
+
+
+def turn_meshes(meshes: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """Rotate canvas meshes (T, 478, 3) by yaw and pitch (T, 2 degrees) about the face's centre, orthographic.
+
+    x right, y down, z away from the camera (MediaPipe's); the photo's texture follows the warp, so a turn
+    shows as parallax (the nose moves against the cheeks), the way a small real turn looks.
+    """
+    out = np.array(meshes, np.float64, copy=True)
+    centre = out.mean(axis=1, keepdims=True)
+    d = out - centre
+    yaw, pitch = np.deg2rad(pose[:, 0])[:, None], np.deg2rad(pose[:, 1])[:, None]
+    x, z = d[..., 0] * np.cos(yaw) + d[..., 2] * np.sin(yaw), -d[..., 0] * np.sin(yaw) + d[..., 2] * np.cos(yaw)
+    y, z = d[..., 1] * np.cos(pitch) - z * np.sin(pitch), d[..., 1] * np.sin(pitch) + z * np.cos(pitch)
+    return (np.stack([x, y, z], axis=-1) + centre).astype(np.float32)
 
 
 def _frame_count(duration: float, fps: float) -> int:
@@ -175,12 +201,14 @@ def _lighting(rng: np.random.Generator, c: int) -> np.ndarray:
 
 def generate_clip(
     speaker: Speaker, sentence: str, seed: int = 0, fps: float = 25.0, size: int = 256,
-    head_motion: float = 1.0, audio_delay_frames: int = 0,
+    head_motion: float = 1.0, audio_delay_frames: int = 0, head_turn: float = 1.0,
 ) -> PuppetClip:
     """Speak ``sentence`` as ``speaker`` and render it; everything is reproducible from ``seed``.
 
-    head_motion scales the head's roll/scale/translation (0 holds it still). audio_delay_frames shifts the
-    mouth later than the sound by whole frames (a deliberate sync error, for testing sync checks).
+    head_motion scales the head's roll/scale/translation (0 holds it still); head_turn scales its out-of-plane
+    yaw and pitch (0: the head turns only in the image plane, as the puppets before issue 14).
+    audio_delay_frames shifts the mouth later than the sound by whole frames (a deliberate sync error, for
+    testing sync checks).
     """
     if fps <= 0 or not math.isfinite(fps):
         raise LipSyncInputError(f"fps={fps}: give a positive frame rate, e.g. 25")
@@ -197,6 +225,11 @@ def generate_clip(
     meshes = identity.rig.landmarks(track, style.asymmetry)
     blink = blink_curve(rng, n, fps)
     meshes += blink[:, None, None] * identity.blink[None]
+    pose = None
+    if head_turn:  # drawn from its own stream: every other draw of the clip is the same with or without it
+        turn_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7572E]))
+        pose = (smooth_noise(turn_rng, n, fps, 2) * np.array([YAW_DEG, PITCH_DEG]) * head_turn).astype(np.float32)
+        meshes = turn_meshes(meshes, pose)
     motion = smooth_noise(rng, n, fps, 4) * head_motion
     head = np.stack([3.0 * motion[:, 0], 1.0 + 0.03 * motion[:, 1], 0.03 * size * motion[:, 2],
                      0.03 * size * motion[:, 3]], axis=1).astype(np.float32)
@@ -204,7 +237,8 @@ def generate_clip(
     flicker = (1.0 + 0.02 * smooth_noise(rng, n, fps, 1, freqs=(0.3, 1.5))[:, 0]).astype(np.float32)
     frames, out_meshes = render_frames(identity, meshes, head, int(size), lighting, flicker)
     return PuppetClip(frames, speech.audio, speech.sample_rate, float(fps), out_meshes.astype(np.float32),
-                      track.astype(np.float32), head, speech.phonemes, sentence, speaker, style, seed, blink)
+                      track.astype(np.float32), head, speech.phonemes, sentence, speaker, style, seed, blink, pose)
 
 
-__all__ = ["CHANNELS", "FaceFrame", "PuppetClip", "Speaker", "generate_clip", "make_speakers", "mouth_geometry"]
+__all__ = ["CHANNELS", "FaceFrame", "PuppetClip", "Speaker", "generate_clip", "make_speakers", "mouth_geometry",
+           "turn_meshes"]

@@ -127,8 +127,9 @@ def write_clip(clip: PuppetClip, directory: str | Path, clip_id: str) -> dict[st
     buf = io.BytesIO()
     # landmarks rounded to 1/64 px: far below any tracker's error, and the file compresses to about half
     landmarks = (np.round(clip.landmarks * 64.0) / 64.0).astype(np.float32)
+    pose = {} if clip.head_pose is None else {"head_pose": clip.head_pose}  # absent: the head did not turn
     np.savez_compressed(buf, landmarks=landmarks, articulation=clip.articulation, head=clip.head, blink=clip.blink,
-                        **{f"mouth_{k}": v for k, v in geometry.items()})
+                        **pose, **{f"mouth_{k}": v for k, v in geometry.items()})
     paths["truth"].write_bytes(buf.getvalue())
     return paths
 

@@ -4,6 +4,10 @@
 - MediaPipe re-detection rate on generated frames and its lip-landmark error against the ground truth;
 - style separation: distance between lip trajectories of two speakers saying the same sentence vs two
   renditions by one speaker (different head motion, lighting, rendition jitter), head-pose normalised;
+- per-sound style separation: the same ratio per sound class (mean lip shape over the frames of each class),
+  for a whole style swapped, for the global parameters alone swapped, and for what the global parameters
+  do not explain (the whole style against its global parameters with the first speaker's per-sound style);
+- out-of-plane head turn: re-detection and lip error with and without yaw/pitch on the same clips;
 - audio-visual sync (best lag of mouth opening vs audio energy) and detection of a deliberate delay;
 - generation speed (frames/s) and byte-identical reruns.
 The test suite runs the same functions on smaller inputs.
@@ -15,11 +19,13 @@ import argparse
 import dataclasses
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from ..face.topology import LIPS, RIGID
-from .clip import PuppetClip, generate_clip, make_speakers, mouth_geometry
+from .articulation import SOUND_CLASSES, frame_sound_classes
+from .clip import PuppetClip, Speaker, generate_clip, make_speakers, mouth_geometry
 from .identity import detect_mesh
 from .rig import inter_ocular
 from .sentences import make_sentences
@@ -111,6 +117,93 @@ def style_separation(clips_a: tuple[PuppetClip, PuppetClip], clip_b: PuppetClip,
     return {"within": within, "between": between, "ratio": between / max(within, 1e-12)}
 
 
+# Every sound class at least twice (f v, w oo o, ee i, a, t d s l, p b m).
+PER_SOUND_TEXT = "Five brave wolves moved the blue boat. Peter sees the big fish at the party."
+
+
+def clip_lips(clip: PuppetClip, template: np.ndarray, detected: bool = False) -> np.ndarray:
+    """Normalised lip points (T, L, 2) of a clip: its true meshes, or the tracker's on its frames (misses: truth)."""
+    meshes = clip.landmarks
+    if detected:
+        meshes, found = detect_landmarks(clip.frames)
+        meshes[~found] = clip.landmarks[~found]
+    return normalised_lips(meshes, template)
+
+
+def class_shapes(clip: PuppetClip, lips: np.ndarray) -> np.ndarray:
+    """(n_classes, L, 2) mean lip shape over the frames where each sound class is heard (NaN: never heard)."""
+    labels = frame_sound_classes(clip.phonemes, clip.n_frames, clip.fps)
+    out = np.full((len(SOUND_CLASSES), *lips.shape[1:]), np.nan)
+    for k in range(len(SOUND_CLASSES)):
+        if (labels == k).any():
+            out[k] = lips[labels == k].mean(0)
+    return out
+
+
+def shape_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per class, the mean point distance between two (n_classes, L, 2) class shapes (IOD units)."""
+    return np.linalg.norm(a - b, axis=-1).mean(-1)
+
+
+def per_sound_separation(renditions: tuple[PuppetClip, PuppetClip], others: dict[str, PuppetClip],
+                         detected: bool = False) -> dict:
+    """Per sound class: distance between class shapes of two renditions (within) and of rendition 1 vs each other
+    clip (between), on truth or through the tracker; every clip says the same sentence with the same face."""
+    template = renditions[0].landmarks[0]
+    shapes = {name: class_shapes(c, clip_lips(c, template, detected))
+              for name, c in {"a1": renditions[0], "a2": renditions[1], **others}.items()}
+    within = shape_distance(shapes["a1"], shapes["a2"])
+    out = {"within": within.tolist()}
+    for name in others:
+        between = shape_distance(shapes["a1"], shapes[name])
+        out[name] = {"between": between.tolist(), "ratio": (between / np.maximum(within, 1e-12)).tolist()}
+    return out
+
+
+def per_sound_pair(a: Speaker, b: Speaker, text: str, size: int, seeds: tuple[int, int] = (100, 900),
+                   detected: bool = True) -> dict:
+    """Speaker ``a`` twice, and ``a``'s face and voice with: ``b``'s whole style ("whole"), ``b``'s global
+    parameters and ``a``'s per-sound style ("globals"); "residual" compares "whole" with "globals" instead of
+    with ``a``: what ``b``'s global parameters alone do not explain. Truth, and the tracker if ``detected``."""
+    sa, sb = a.style, b.style
+    a1 = generate_clip(a, text, seed=seeds[0], size=size)
+    a2 = generate_clip(a, text, seed=seeds[1], size=size)
+    whole = generate_clip(replace(a, style=sb), text, seed=seeds[0], size=size)
+    globals_only = generate_clip(replace(a, style=sb.global_only().with_sounds_of(sa)), text, seed=seeds[0],
+                                 size=size)
+    out = {}
+    for kind in ("truth", "detected") if detected else ("truth",):
+        det = kind == "detected"
+        sep = per_sound_separation((a1, a2), {"whole": whole, "globals": globals_only}, det)
+        # residual: the whole style against the globals-only swap, over the same within-speaker distance
+        template = a1.landmarks[0]
+        res = shape_distance(class_shapes(whole, clip_lips(whole, template, det)),
+                             class_shapes(globals_only, clip_lips(globals_only, template, det)))
+        within = np.asarray(sep["within"])
+        sep["residual"] = {"between": res.tolist(), "ratio": (res / np.maximum(within, 1e-12)).tolist()}
+        out[kind] = sep
+    return out
+
+
+def summarise_per_sound(pairs: list[dict]) -> dict:
+    """Median over speaker pairs, per class and per comparison (NaN-safe: a class a sentence lacks is skipped)."""
+    out: dict = {}
+    for kind in pairs[0]:
+        rows = [p[kind] for p in pairs]
+        table = {"within": dict(zip(SOUND_CLASSES, np.nanmedian([r["within"] for r in rows], 0).round(4).tolist(),
+                                    strict=True))}
+        for name in ("whole", "globals", "residual"):
+            ratio = np.asarray([r[name]["ratio"] for r in rows])
+            table[name] = {
+                "between": dict(zip(SOUND_CLASSES, np.nanmedian([r[name]["between"] for r in rows], 0).round(4)
+                                    .tolist(), strict=True)),
+                "ratio_median": dict(zip(SOUND_CLASSES, np.nanmedian(ratio, 0).round(2).tolist(), strict=True)),
+                "ratio_min": dict(zip(SOUND_CLASSES, np.nanmin(ratio, 0).round(2).tolist(), strict=True)),
+            }
+        out[kind] = table
+    return out
+
+
 def sync_lags(clip: PuppetClip, delayed: PuppetClip, max_lag: int = 6) -> dict:
     out = {}
     for name, c in (("in_sync", clip), ("delayed_3", delayed)):
@@ -175,6 +268,27 @@ def main(argv: list[str] | None = None) -> int:
             "ratio_min": float(np.min([r["ratio"] for r in rows])),
             "ratio_median": float(np.median([r["ratio"] for r in rows])),
         }
+
+    # per-sound style: per class, whole style / global parameters alone / what they do not explain
+    pairs = [per_sound_pair(speakers[i], speakers[i + 1], PER_SOUND_TEXT, args.size)
+             for i in range(0, len(speakers) - 1, 2)]
+    report["per_sound"] = {"text": PER_SOUND_TEXT, "classes": list(SOUND_CLASSES), **summarise_per_sound(pairs)}
+
+    # out-of-plane turn: the same clips with the head turning in the image plane only
+    det_flat, err_flat = [], []
+    for i, sp in enumerate(speakers):
+        flat = generate_clip(sp, sentences[0], seed=100 + i, size=args.size, head_turn=0.0)
+        det, found = detect_landmarks(flat.frames)
+        det_flat.append(found.mean())
+        err_flat.append(lip_error(det, flat.landmarks))
+    poses = np.concatenate([np.abs(c.head_pose) for c in clips])
+    report["head_turn"] = {
+        "yaw_abs_max_deg": float(poses[:, 0].max()), "pitch_abs_max_deg": float(poses[:, 1].max()),
+        "yaw_abs_p95_deg": float(np.percentile(poses[:, 0], 95)),
+        "pitch_abs_p95_deg": float(np.percentile(poses[:, 1], 95)),
+        "without_turn": {"redetection_rate": float(np.mean(det_flat)),
+                         "lip": {k: float(np.nanmean([e[k] for e in err_flat])) for k in err_flat[0]}},
+    }
 
     # sync
     long_text = " ".join(make_sentences(4, args.seed + 1))
