@@ -10,6 +10,9 @@ taken from the speaker's other clips. The paper's claim (HDTF LipLMD): full 0.01
 none 0.01552, and LipLMD falls as n grows. Writes ``ablation.json`` and ``ablation.md`` (the table for
 docs/RESULTS.md); ``--reuse-data DIR`` takes the prepared data of a demo-recipe work folder.
 
+Without ``--reuse-data`` the data are made in WORK as the demo recipe makes them (256 px puppets, tracked
+landmarks, 64 px crops; ``--data-only`` stops there), with 6 held-out speakers x 4 clips by default.
+
 ``--variants`` adds ``audio_aware_varlen``: the method trained with reference lengths drawn from [16, 256]
 (``min_reference_frames``), our answer to short style clips. ``--jobs N`` trains N models at a time, each
 in its own single-threaded process (every run seeds itself: the models do not depend on N).
@@ -29,7 +32,7 @@ from ..models.io import load_model
 from .basis import fit_basis
 from .common import lane_threads
 from .dataset import load_basis, load_dataset
-from .demo_recipe import _steps
+from .demo_recipe import DEMO_DATA, _steps
 from .evaluate import EvalOptions, motion_metrics
 from .motion import MotionTrainConfig, motion_clips, train_motion
 from .prepare import PrepareOptions, prepare
@@ -66,25 +69,40 @@ def _train_one(d_train: Path, out: Path, config: MotionTrainConfig, resume: bool
     return round(time.perf_counter() - t, 1)
 
 
+def prepare_data(work: Path, train_speakers: int = 16, train_clips: int = 6, test_speakers: int = 6,
+                 test_clips: int = 4, landmarks: str = "track", size: int = DEMO_DATA["size"],
+                 workers: int = 2) -> tuple[Path, Path]:
+    """Puppet videos (training seed 0, held-out seed 1) -> prepared data and mouth basis, as the demo recipe makes
+    them (``size`` px frames, ``DEMO_DATA`` crops and sentences); skipped when already there."""
+    d_train, d_test = work / "data_train", work / "data_test"
+    if not (d_train / "mouth_model.safetensors").is_file():
+        per_clip = DEMO_DATA["sentences_per_clip"]
+        vt = make_puppet_videos(work / "videos_train", train_speakers, train_clips, 0, size, per_clip, workers=workers)
+        ve = make_puppet_videos(work / "videos_test", test_speakers, test_clips, 1, size, per_clip, workers=workers)
+        options = PrepareOptions(crop_size=DEMO_DATA["crop_size"], landmarks=landmarks)
+        prepare(vt, d_train, options, workers=workers)
+        prepare(ve, d_test, options, workers=workers)
+        fit_basis(d_train)
+    return d_train, d_test
+
+
 def run_ablation(work: Path, scale: float = 1.0, reuse_data: Path | None = None, train_speakers: int = 16,
-                 train_clips: int = 6, test_speakers: int = 6, test_clips: int = 4, landmarks: str = "truth",
+                 train_clips: int = 6, test_speakers: int = 6, test_clips: int = 4, landmarks: str = "track",
                  reference_frames: int = 256, seeds: tuple[int, ...] = (0,), resume: bool = False,
-                 variants: tuple[str, ...] = PAPER_VARIANTS, jobs: int = 1) -> dict:
+                 variants: tuple[str, ...] = PAPER_VARIANTS, jobs: int = 1, size: int = DEMO_DATA["size"],
+                 data_only: bool = False) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     if reuse_data is not None:
         d_train, d_test = reuse_data / "data_train", reuse_data / "data_test"
     else:
-        d_train, d_test = work / "data_train", work / "data_test"
-        if not (d_train / "mouth_model.safetensors").is_file():
-            vt = make_puppet_videos(work / "videos_train", train_speakers, train_clips, 0, 128, 2)
-            ve = make_puppet_videos(work / "videos_test", test_speakers, test_clips, 1, 128, 2)
-            options = PrepareOptions(crop_size=64, landmarks=landmarks)
-            prepare(vt, d_train, options, workers=2)
-            prepare(ve, d_test, options, workers=2)
-            fit_basis(d_train)
+        d_train, d_test = prepare_data(work, train_speakers, train_clips, test_speakers, test_clips, landmarks, size,
+                                       max(jobs, 2))
     times["data"] = round(time.perf_counter() - t0, 1)
+    if data_only:
+        print(f"== data ready in {times['data']} s: {d_train}, {d_test}")
+        return {"train": str(d_train), "test": str(d_test), "stage_seconds": times}
     mouth = load_basis(d_train)
     test = motion_clips(load_dataset(d_test, min_frames=2), mouth)
     results: dict = {"train": str(d_train), "test": str(d_test), "scale": scale, "seeds": list(seeds),
@@ -182,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-clips", type=int, default=6)
     p.add_argument("--test-speakers", type=int, default=6)
     p.add_argument("--test-clips", type=int, default=4)
-    p.add_argument("--landmarks", default="truth", choices=("truth", "track"))
+    p.add_argument("--landmarks", default="track", choices=("truth", "track"),
+                   help="track the puppet videos like real ones (default, as the demo recipe) or read their exact mesh")
+    p.add_argument("--size", type=int, default=DEMO_DATA["size"], help="puppet frame size in pixels")
+    p.add_argument("--data-only", action="store_true", help="prepare the data and stop")
     p.add_argument("--reference-frames", type=int, default=256, help="n in training")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (mean ± std over them)")
     p.add_argument("--resume", action="store_true")
@@ -192,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     run_ablation(args.work, args.scale, args.reuse_data, args.train_speakers, args.train_clips, args.test_speakers,
                  args.test_clips, args.landmarks, args.reference_frames, tuple(args.seeds), args.resume,
-                 tuple(args.variants), args.jobs)
+                 tuple(args.variants), args.jobs, args.size, args.data_only)
     return 0
 
 
