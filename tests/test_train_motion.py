@@ -134,3 +134,15 @@ def test_tiny_stage1_beats_no_audio_baseline(puppet, tmp_path):
         for c in test
     ])
     assert metrics["lip_lmd"] < 0.85 * baseline, (metrics["lip_lmd"], baseline)
+
+    # the style measures on the same model: s = 1 is exactly the evaluation's prediction; the transfer
+    # table covers both ordered pairs of the 2 held-out speakers, every class both speakers say
+    from lipsync_core.train.style_measures import sound_labels, style_strength, style_transfer
+
+    strength = style_strength(model, mouth, test, 32)
+    assert abs(strength[1.0] - metrics["lip_lmd"]) < 1e-6 and all(np.isfinite(list(strength.values())))
+    labels = [sound_labels(puppet["test"], c) for c in test]
+    assert all(len(lab) == len(c.params) and (lab >= 0).any() for lab, c in zip(labels, test, strict=True))
+    transfer = style_transfer(model, mouth, test, labels, 32)
+    assert transfer["pairs"] == 2 and transfer["cases"] >= 6
+    assert all(np.isfinite([r["t_ab"], r["t_aa"], r["d_to_a"], r["d_to_b"]]).all() for r in transfer["rows"])
