@@ -33,3 +33,6 @@ def test_table_means_orderings_and_seed_counts():
     # seed 1: lip_only 0.029 is above none 0.0285, so the ordering holds in one seed of two
     assert "the ordering holds in 1, the full model's LipLMD falls with n in 2." in text
     assert "audio_aware_varlen at n=16: below audio_aware in 1 of 2 seeds, below none in 1." in text
+    # every ordering seed by seed, with its mean gap and whether the gap clears the seed spread
+    assert "| audio_aware < lip_only | 256 | 2 of 2 | +0.00100 | yes (0.00050) |" in text
+    assert "| lip_only < none | 256 | 1 of 2 | +0.00125 | no (0.00125) |" in text

@@ -180,7 +180,27 @@ def ablation_table(results: dict) -> str:
                       for s in seeds)
         lines += ["", f"Seed by seed ({len(seeds)} seeds): the ordering holds in {held}, the full model's LipLMD "
                   f"falls with n in {falls_n}."]
-        for v in results.get("variants", PAPER_VARIANTS):
+        lines += ["", "Each ordering seed by seed (a < b: a's LipLMD below b's; gap = mean of b - a; beyond the "
+                  "spread: the gap is larger than both variants' seed std):", "",
+                  "| ordering | n | seeds holding | mean gap | beyond the spread |", "|---|---|---|---|---|"]
+        variants = results.get("variants", PAPER_VARIANTS)
+        pairs = [(a, b) for a, b in (("audio_aware", "lip_only"), ("audio_aware", "none"), ("lip_only", "none"),
+                                     ("audio_aware_varlen", "audio_aware"), ("audio_aware_varlen", "lip_only"),
+                                     ("audio_aware_varlen", "none")) if a in variants and b in variants]
+        for a, b in pairs:
+            for n in REFERENCE_LENGTHS:
+                nb = 0 if b == "none" else n
+                va = [lmd(a, n, s) for s in seeds]
+                vb = [lmd(b, nb, s) for s in seeds]
+                if None in va or None in vb:
+                    continue
+                gap = float(np.mean(np.subtract(vb, va)))
+                spread = max(float(np.std(va)), float(np.std(vb)))
+                holding = sum(x < y for x, y in zip(va, vb, strict=True))
+                lines.append(f"| {a} < {b} | {n} | {holding} of {len(seeds)} | {gap:+.5f} | "
+                             f"{'yes' if gap > spread else 'no'} ({spread:.5f}) |")
+        lines.append("")
+        for v in variants:
             if v in PAPER_VARIANTS or lmd(v, 16, seeds[0]) is None:
                 continue
             short = sum(lmd(v, 16, s) < lmd("audio_aware", 16, s) for s in seeds)
