@@ -34,10 +34,13 @@ def tiny_config(steps: int, **kw) -> MotionTrainConfig:
 def puppet(tmp_path_factory) -> dict[str, Path]:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("puppet")
+    # global styles only: with per-sound style (issue 14) this tiny model's held-out LipLMD stays at 0.95x the
+    # audio-free baseline at 400 and at 800 steps (0.78x without it): unseen per-sound styles need a reference
+    # a 32-frame, d = 32 model cannot use; the ablation measures that world (docs/RESULTS.md)
     train_videos = make_puppet_videos(root / "videos_train", speakers=12, clips=3, seed=0, size=64,
-                                      sentences_per_clip=1)
+                                      sentences_per_clip=1, per_sound=False)
     test_videos = make_puppet_videos(root / "videos_test", speakers=2, clips=2, seed=1, size=64,
-                                     sentences_per_clip=1)
+                                     sentences_per_clip=1, per_sound=False)
     options = PrepareOptions(crop_size=32, landmarks="truth")
     prepare(train_videos, root / "train", options, progress=False)
     prepare(test_videos, root / "test", options, progress=False)

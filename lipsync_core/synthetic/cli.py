@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--sentences-per-clip", type=int, default=2, help="sentences spoken in one clip")
     parser.add_argument("--shared-sentences", action="store_true",
                         help="every speaker says the same sentences (clip j of each speaker has the same text)")
+    parser.add_argument("--global-style-only", action="store_true",
+                        help="speakers without per-sound style (the puppets before issue 14; faces, voices and "
+                             "global style parameters are the same)")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes; every clip has its own seed, so the output does not depend on this")
     parser.set_defaults(func=run)
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise LipSyncInputError("--clips and --sentences-per-clip must be at least 1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    speakers = make_speakers(args.speakers, args.seed)
+    speakers = make_speakers(args.speakers, args.seed, per_sound=not args.global_style_only)
     (out / "speakers.json").write_text(json.dumps([s.to_dict() for s in speakers], indent=1))
     jobs = [(speaker, str(out), args.seed, i, j, args.sentences_per_clip, args.shared_sentences, args.fps, args.size)
             for i, speaker in enumerate(speakers) for j in range(args.clips)]
