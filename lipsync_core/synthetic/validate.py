@@ -1,6 +1,6 @@
 """Checks that the puppet world is fit for purpose, with numbers (docs/PUPPET_WORLD.md reports them).
 
-``python -m lipsync_core.synthetic.validate [--size 256] [--out report.json]`` measures:
+``python -m lipsync_core.synthetic.validate [--size 256] [--out report.json] [--only CHECK ...]`` measures:
 - MediaPipe re-detection rate on generated frames and its lip-landmark error against the ground truth;
 - style separation: distance between lip trajectories of two speakers saying the same sentence vs two
   renditions by one speaker (different head motion, lighting, rendition jitter), head-pose normalised;
@@ -32,6 +32,7 @@ from .sentences import make_sentences
 from .sync_check import audio_envelope, best_lag, lag_correlations
 
 LIP_IDX = np.asarray(LIPS)
+CHECKS = ("tracking", "style", "per_sound", "head_turn", "sync", "reproducibility")
 RIGID_IDX = np.asarray(RIGID)
 
 
@@ -145,42 +146,31 @@ def shape_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.norm(a - b, axis=-1).mean(-1)
 
 
-def per_sound_separation(renditions: tuple[PuppetClip, PuppetClip], others: dict[str, PuppetClip],
-                         detected: bool = False) -> dict:
-    """Per sound class: distance between class shapes of two renditions (within) and of rendition 1 vs each other
-    clip (between), on truth or through the tracker; every clip says the same sentence with the same face."""
-    template = renditions[0].landmarks[0]
-    shapes = {name: class_shapes(c, clip_lips(c, template, detected))
-              for name, c in {"a1": renditions[0], "a2": renditions[1], **others}.items()}
-    within = shape_distance(shapes["a1"], shapes["a2"])
-    out = {"within": within.tolist()}
-    for name in others:
-        between = shape_distance(shapes["a1"], shapes[name])
-        out[name] = {"between": between.tolist(), "ratio": (between / np.maximum(within, 1e-12)).tolist()}
-    return out
-
-
 def per_sound_pair(a: Speaker, b: Speaker, text: str, size: int, seeds: tuple[int, int] = (100, 900),
                    detected: bool = True) -> dict:
-    """Speaker ``a`` twice, and ``a``'s face and voice with: ``b``'s whole style ("whole"), ``b``'s global
-    parameters and ``a``'s per-sound style ("globals"); "residual" compares "whole" with "globals" instead of
-    with ``a``: what ``b``'s global parameters alone do not explain. Truth, and the tracker if ``detected``."""
+    """Per sound class, distances between mean lip shapes (IOD units) of clips with ``a``'s face and voice saying
+    ``text``: ``a`` twice (within: two renditions), and with ``b``'s whole style ("whole") or ``b``'s global
+    parameters on ``a``'s per-sound style ("globals"), each against ``a``'s first rendition; "residual" is
+    "whole" against "globals": what ``b``'s global parameters alone do not explain. Ratios are over within.
+    On the truth, and through the tracker if ``detected``."""
     sa, sb = a.style, b.style
-    a1 = generate_clip(a, text, seed=seeds[0], size=size)
-    a2 = generate_clip(a, text, seed=seeds[1], size=size)
-    whole = generate_clip(replace(a, style=sb), text, seed=seeds[0], size=size)
-    globals_only = generate_clip(replace(a, style=sb.global_only().with_sounds_of(sa)), text, seed=seeds[0],
-                                 size=size)
+    clips = {
+        "a1": generate_clip(a, text, seed=seeds[0], size=size),
+        "a2": generate_clip(a, text, seed=seeds[1], size=size),
+        "whole": generate_clip(replace(a, style=sb), text, seed=seeds[0], size=size),
+        "globals": generate_clip(replace(a, style=sb.global_only().with_sounds_of(sa)), text, seed=seeds[0],
+                                 size=size),
+    }
+    template = clips["a1"].landmarks[0]
     out = {}
     for kind in ("truth", "detected") if detected else ("truth",):
-        det = kind == "detected"
-        sep = per_sound_separation((a1, a2), {"whole": whole, "globals": globals_only}, det)
-        # residual: the whole style against the globals-only swap, over the same within-speaker distance
-        template = a1.landmarks[0]
-        res = shape_distance(class_shapes(whole, clip_lips(whole, template, det)),
-                             class_shapes(globals_only, clip_lips(globals_only, template, det)))
-        within = np.asarray(sep["within"])
-        sep["residual"] = {"between": res.tolist(), "ratio": (res / np.maximum(within, 1e-12)).tolist()}
+        shapes = {k: class_shapes(c, clip_lips(c, template, kind == "detected")) for k, c in clips.items()}
+        within = shape_distance(shapes["a1"], shapes["a2"])
+        sep: dict = {"within": within.tolist()}
+        for name, (x, y) in {"whole": ("a1", "whole"), "globals": ("a1", "globals"),
+                             "residual": ("globals", "whole")}.items():
+            between = shape_distance(shapes[x], shapes[y])
+            sep[name] = {"between": between.tolist(), "ratio": (between / np.maximum(within, 1e-12)).tolist()}
         out[kind] = sep
     return out
 
@@ -221,89 +211,92 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speakers", type=int, default=6)
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--out", default=None, help="write the report as JSON here")
+    p.add_argument("--only", nargs="+", choices=CHECKS, default=list(CHECKS), help="run only these checks")
     args = p.parse_args(argv)
-    report: dict = {"size": args.size}
+    report: dict = {"size": args.size, "speakers": args.speakers, "seed": args.seed}
     speakers = make_speakers(args.speakers, args.seed)
     sentences = make_sentences(3, args.seed)
+    run = set(args.only)
 
-    # speed (first clip warms the identity cache and MediaPipe; time the rest)
-    generate_clip(speakers[0], sentences[0], seed=0, size=args.size)
-    t0, frames = time.perf_counter(), 0
-    clips = []
-    for i, sp in enumerate(speakers):
-        c = generate_clip(sp, sentences[0], seed=100 + i, size=args.size)
-        clips.append(c)
-        frames += c.n_frames
-    report["speed_fps"] = frames / (time.perf_counter() - t0)
-    report["speed_frames"] = frames
+    clips: list[PuppetClip] = []
+    if run & {"tracking", "style", "head_turn"}:  # speed: the first clip warms the identity cache; time the rest
+        generate_clip(speakers[0], sentences[0], seed=0, size=args.size)
+        t0, frames = time.perf_counter(), 0
+        for i, sp in enumerate(speakers):
+            c = generate_clip(sp, sentences[0], seed=100 + i, size=args.size)
+            clips.append(c)
+            frames += c.n_frames
+        report["speed_fps"] = frames / (time.perf_counter() - t0)
+        report["speed_frames"] = frames
 
-    # re-detection and lip error
-    det_rates, errs = [], []
-    for c in clips:
-        det, found = detect_landmarks(c.frames)
-        det_rates.append(found.mean())
-        errs.append(lip_error(det, c.landmarks))
-    report["redetection_rate"] = float(np.mean(det_rates))
-    report["redetection_rate_min_clip"] = float(np.min(det_rates))
-    report["lip"] = {k: float(np.nanmean([e[k] for e in errs])) for k in errs[0]}
+    if run & {"tracking", "head_turn"}:  # re-detection and lip error (with the head turning out of plane)
+        det_rates, errs = [], []
+        for c in clips:
+            det, found = detect_landmarks(c.frames)
+            det_rates.append(found.mean())
+            errs.append(lip_error(det, c.landmarks))
+        report["redetection_rate"] = float(np.mean(det_rates))
+        report["redetection_rate_min_clip"] = float(np.min(det_rates))
+        report["lip"] = {k: float(np.nanmean([e[k] for e in errs])) for k in errs[0]}
 
-    # style separation: speakers i and i+1 on the same sentence; speaker i twice with other head motion/lighting
-    sep_truth, sep_det, sep_style_only, sep_style_only_truth = [], [], [], []
-    for i in range(0, len(speakers) - 1, 2):
-        a1 = clips[i]
-        a2 = generate_clip(speakers[i], sentences[0], seed=900 + i, size=args.size)
-        b = clips[i + 1]
-        sep_truth.append(style_separation((a1, a2), b))
-        sep_det.append(style_separation((a1, a2), b, detected=True))
-        # the same face and voice with another style: style alone must separate
-        other = dataclasses.replace(speakers[i], style=speakers[i + 1].style)
-        b_style = generate_clip(other, sentences[0], seed=100 + i, size=args.size)
-        sep_style_only.append(style_separation((a1, a2), b_style, detected=True))
-        sep_style_only_truth.append(style_separation((a1, a2), b_style))
-    for name, rows in (("truth", sep_truth), ("detected", sep_det), ("truth_style_only", sep_style_only_truth),
-                       ("detected_style_only", sep_style_only)):
-        report[f"style_{name}"] = {
-            "within_mean": float(np.mean([r["within"] for r in rows])),
-            "between_mean": float(np.mean([r["between"] for r in rows])),
-            "ratio_min": float(np.min([r["ratio"] for r in rows])),
-            "ratio_median": float(np.median([r["ratio"] for r in rows])),
+    if "style" in run:  # speakers i and i+1 on the same sentence; speaker i twice with other head motion/lighting
+        sep_truth, sep_det, sep_style_only, sep_style_only_truth = [], [], [], []
+        for i in range(0, len(speakers) - 1, 2):
+            a1 = clips[i]
+            a2 = generate_clip(speakers[i], sentences[0], seed=900 + i, size=args.size)
+            b = clips[i + 1]
+            sep_truth.append(style_separation((a1, a2), b))
+            sep_det.append(style_separation((a1, a2), b, detected=True))
+            # the same face and voice with another style: style alone must separate
+            other = dataclasses.replace(speakers[i], style=speakers[i + 1].style)
+            b_style = generate_clip(other, sentences[0], seed=100 + i, size=args.size)
+            sep_style_only.append(style_separation((a1, a2), b_style, detected=True))
+            sep_style_only_truth.append(style_separation((a1, a2), b_style))
+        for name, rows in (("truth", sep_truth), ("detected", sep_det), ("truth_style_only", sep_style_only_truth),
+                           ("detected_style_only", sep_style_only)):
+            report[f"style_{name}"] = {
+                "within_mean": float(np.mean([r["within"] for r in rows])),
+                "between_mean": float(np.mean([r["between"] for r in rows])),
+                "ratio_min": float(np.min([r["ratio"] for r in rows])),
+                "ratio_median": float(np.median([r["ratio"] for r in rows])),
+            }
+
+    if "per_sound" in run:  # per class: whole style / global parameters alone / what they do not explain
+        pairs = [per_sound_pair(speakers[i], speakers[i + 1], PER_SOUND_TEXT, args.size)
+                 for i in range(0, len(speakers) - 1, 2)]
+        report["per_sound"] = {"text": PER_SOUND_TEXT, "classes": list(SOUND_CLASSES), "pairs": len(pairs),
+                               **summarise_per_sound(pairs)}
+
+    if "head_turn" in run:  # the same clips with the head turning in the image plane only
+        det_flat, err_flat = [], []
+        for i, sp in enumerate(speakers):
+            flat = generate_clip(sp, sentences[0], seed=100 + i, size=args.size, head_turn=0.0)
+            det, found = detect_landmarks(flat.frames)
+            det_flat.append(found.mean())
+            err_flat.append(lip_error(det, flat.landmarks))
+        poses = np.concatenate([np.abs(c.head_pose) for c in clips])
+        report["head_turn"] = {
+            "yaw_abs_max_deg": float(poses[:, 0].max()), "pitch_abs_max_deg": float(poses[:, 1].max()),
+            "yaw_abs_p95_deg": float(np.percentile(poses[:, 0], 95)),
+            "pitch_abs_p95_deg": float(np.percentile(poses[:, 1], 95)),
+            "without_turn": {"redetection_rate": float(np.mean(det_flat)),
+                             "lip": {k: float(np.nanmean([e[k] for e in err_flat])) for k in err_flat[0]}},
         }
 
-    # per-sound style: per class, whole style / global parameters alone / what they do not explain
-    pairs = [per_sound_pair(speakers[i], speakers[i + 1], PER_SOUND_TEXT, args.size)
-             for i in range(0, len(speakers) - 1, 2)]
-    report["per_sound"] = {"text": PER_SOUND_TEXT, "classes": list(SOUND_CLASSES), **summarise_per_sound(pairs)}
+    if "sync" in run:
+        long_text = " ".join(make_sentences(4, args.seed + 1))
+        lags = []
+        for sp in speakers[:3]:
+            c = generate_clip(sp, long_text, seed=5, size=96)
+            d = generate_clip(sp, long_text, seed=5, size=96, audio_delay_frames=3)
+            lags.append(sync_lags(c, d))
+        report["sync"] = lags
 
-    # out-of-plane turn: the same clips with the head turning in the image plane only
-    det_flat, err_flat = [], []
-    for i, sp in enumerate(speakers):
-        flat = generate_clip(sp, sentences[0], seed=100 + i, size=args.size, head_turn=0.0)
-        det, found = detect_landmarks(flat.frames)
-        det_flat.append(found.mean())
-        err_flat.append(lip_error(det, flat.landmarks))
-    poses = np.concatenate([np.abs(c.head_pose) for c in clips])
-    report["head_turn"] = {
-        "yaw_abs_max_deg": float(poses[:, 0].max()), "pitch_abs_max_deg": float(poses[:, 1].max()),
-        "yaw_abs_p95_deg": float(np.percentile(poses[:, 0], 95)),
-        "pitch_abs_p95_deg": float(np.percentile(poses[:, 1], 95)),
-        "without_turn": {"redetection_rate": float(np.mean(det_flat)),
-                         "lip": {k: float(np.nanmean([e[k] for e in err_flat])) for k in err_flat[0]}},
-    }
-
-    # sync
-    long_text = " ".join(make_sentences(4, args.seed + 1))
-    lags = []
-    for sp in speakers[:3]:
-        c = generate_clip(sp, long_text, seed=5, size=96)
-        d = generate_clip(sp, long_text, seed=5, size=96, audio_delay_frames=3)
-        lags.append(sync_lags(c, d))
-    report["sync"] = lags
-
-    # reproducibility
-    x = generate_clip(speakers[0], sentences[1], seed=77, size=args.size)
-    y = generate_clip(speakers[0], sentences[1], seed=77, size=args.size)
-    report["byte_identical"] = bool(np.array_equal(x.frames, y.frames) and np.array_equal(x.audio, y.audio)
-                                    and np.array_equal(x.landmarks, y.landmarks))
+    if "reproducibility" in run:
+        x = generate_clip(speakers[0], sentences[1], seed=77, size=args.size)
+        y = generate_clip(speakers[0], sentences[1], seed=77, size=args.size)
+        report["byte_identical"] = bool(np.array_equal(x.frames, y.frames) and np.array_equal(x.audio, y.audio)
+                                        and np.array_equal(x.landmarks, y.landmarks))
     text = json.dumps(report, indent=1)
     print(text)
     if args.out:
