@@ -2,8 +2,8 @@
 
     python -m lipsync_core.train.style_measures --work /tmp/ablation [--seeds 0 1 2] [--n 256]
 
-reads the models ``WORK/<variant>_seed<seed>/motion.safetensors`` and the held-out data the ablation used
-(``ablation.json``) and writes ``style_measures.json`` / ``style_measures.md``.
+reads the models ``WORK/<variant>_seed<seed>/motion.safetensors`` (missing ones are skipped) and the held-out
+data the ablation used (``ablation.json``, or ``--data``) and writes ``style_measures.json`` / ``.md``.
 
 - **Style strength.** LipLMD to the held-out speaker's truth with s in {0, 0.5, 1}: the prediction is
   m_none + s (m_ref - m_none) (``MotionModel.predict_clip``); with a reference of the speaker's own style it
@@ -143,9 +143,13 @@ def style_transfer(model, mouth: MouthModel, clips: list[MotionClip], labels: li
             "shift_per_class": per_class, "rows": rows}
 
 
-def run(work: Path, variants: tuple[str, ...], seeds: tuple[int, ...], n: int) -> dict:
-    info = json.loads((work / "ablation.json").read_text())
-    d_train, d_test = Path(info["train"]), Path(info["test"])
+def run(work: Path, variants: tuple[str, ...], seeds: tuple[int, ...], n: int, data: Path | None = None,
+        out_dir: Path | None = None) -> dict:
+    if data is None:
+        info = json.loads((work / "ablation.json").read_text())
+        d_train, d_test = Path(info["train"]), Path(info["test"])
+    else:
+        d_train, d_test = data / "data_train", data / "data_test"
     mouth = load_basis(d_train)
     clips = motion_clips(load_dataset(d_test, min_frames=2), mouth)
     labels = [sound_labels(d_test, c) for c in clips]
@@ -164,8 +168,10 @@ def run(work: Path, variants: tuple[str, ...], seeds: tuple[int, ...], n: int) -
             out["runs"].append(row)
             print(json.dumps(row), flush=True)
     out["markdown"] = markdown(out)
-    (work / "style_measures.json").write_text(json.dumps(out, indent=1))
-    (work / "style_measures.md").write_text(out["markdown"])
+    out_dir = out_dir or work
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "style_measures.json").write_text(json.dumps(out, indent=1))
+    (out_dir / "style_measures.md").write_text(out["markdown"])
     print(out["markdown"])
     return out
 
@@ -217,8 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", nargs="+", default=["audio_aware", "lip_only", "audio_aware_varlen", "none"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--n", type=int, default=256, help="reference frames")
+    p.add_argument("--data", type=Path, help="the folder holding data_train/ and data_test/ (default: as ablation.json "
+                   "says)")
+    p.add_argument("--out", type=Path, help="write style_measures.json/.md here (default: WORK)")
     args = p.parse_args(argv)
-    run(args.work, tuple(args.variants), tuple(args.seeds), args.n)
+    run(args.work, tuple(args.variants), tuple(args.seeds), args.n, args.data, args.out)
     return 0
 
 
