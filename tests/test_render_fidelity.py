@@ -69,6 +69,9 @@ def test_fidelity_rows_on_the_demo_clip(models, tmp_path):
     resample = report["rows"]["resample"]
     assert resample["psnr_mouth"] > report["rows"]["whole job"]["psnr_mouth"]  # the ceiling is above the job
     assert "stage1_opening_corr" in report["rows"]["whole job"]
+    for row in ("renderer", "whole job"):  # how well stage 2 follows the params that drive it
+        assert -1 <= report["rows"][row]["drive_opening_corr"] <= 1 and report["rows"][row]["drive_opening_range"] > 0
+    assert "drive_opening_corr" not in report["rows"]["vae"]
     assert "| whole job (predicted motion) |" in markdown(report)
 
 

@@ -17,7 +17,8 @@ from lipsync_core.train.motion import MotionTrainConfig, train_motion
 from lipsync_core.train.prepare import PrepareOptions, prepare
 from lipsync_core.train.puppet_data import make_puppet_videos
 from lipsync_core.train.renderer import RendererTrainConfig, train_renderer
-from lipsync_core.train.vae import VAETrainConfig, build_vae, train_vae
+from lipsync_core.train.vae import VAETrainConfig, build_vae, lip_masks, train_vae
+from lipsync_core.types import LipSyncInputError
 
 TINY_RENDERER = {"block_out_channels": [16, 32], "layers_per_block": 1, "cross_attention_levels": [False, True],
                  "attention_head_dim": 16, "motion_window": 5, "motion_hidden_dim": 16, "motion_code_dim": 32,
@@ -49,6 +50,33 @@ def test_vae_training_reduces_reconstruction_error(data, tmp_path):
     assert log[-1]["l1"] < 0.7 * log[0]["l1"]
     vae = load_model(tmp_path / "vae" / "vae.safetensors", "vae")
     assert vae.config.latent_channels == 4
+
+
+def test_decoder_fine_tune_keeps_the_latent_space_and_weights_the_lips(data, tmp_path):
+    base = dict(model=dict(TINY_VAE), batch_size=8, lr=3e-3, warmup=5, log_every=5, checkpoint_every=0, cpu=True,
+                mixed_precision="no")
+    train_vae(data, tmp_path / "vae", VAETrainConfig(steps=10, **base), progress=False)
+    first = tmp_path / "vae" / "vae.safetensors"
+    config = VAETrainConfig(steps=30, init=str(first), train_encoder=False, mouth_weight=10.0, mixed_upper=0.5, **base)
+    train_vae(data, tmp_path / "tuned", config, progress=False)
+    before, after = load_model(first, "vae"), load_model(tmp_path / "tuned" / "vae.safetensors", "vae")
+    old, new = before.state_dict(), after.state_dict()
+    for name in old:  # the encoder (so every latent a renderer was trained on) is bit-identical
+        same = torch.equal(old[name], new[name])
+        assert same == (name.startswith(("encoder.", "quant_conv."))), name
+    log = read_log(tmp_path / "tuned" / "vae_run")
+    assert "kl" not in log[-1] and log[-1]["l1"] < log[0]["l1"]
+    bad = VAETrainConfig(steps=2, init=str(first), **{**base, "model": {**TINY_VAE, "latent_channels": 8}})
+    with pytest.raises(LipSyncInputError, match="init"):
+        train_vae(data, tmp_path / "bad", bad, progress=False)
+
+
+def test_lip_masks_fill_the_lips_polygon_and_grow():
+    square = np.array([[[10, 10], [20, 10], [20, 20], [10, 20]]], np.float32)
+    tight, grown = lip_masks(square, 32, 0.0), lip_masks(square, 32, 0.1)
+    assert tight.shape == (1, 32, 32) and tight[0, 15, 15] == pytest.approx(1.0) and tight[0, 2, 2] == 0
+    assert 80 < tight.sum() < 130  # about the square's 100 pixels
+    assert grown.sum() > 1.5 * tight.sum() and grown[0, 15, 8] > 0.5
 
 
 @pytest.mark.slow

@@ -11,7 +11,9 @@ the frames as a user sees them (after paste-back), with boxes placed from the pu
 - re-tracked lip LMD: the output re-tracked by the face tracker, aligned, lip points against the truth's,
   next to the same for the input re-tracked (the tracker's floor);
 - mouth opening (inner-lip gap) of the re-tracked output against the truth: correlation and range ratio
-  (5-95% spread, output / truth); the same for stage 1's own prediction in the whole-job row.
+  (5-95% spread, output / truth); the same for stage 1's own prediction in the whole-job row;
+- in the two rows a motion drives (renderer, whole job): the re-tracked opening against the opening of the
+  *driving* params (``drive_``: how well stage 2 follows what it is given, apart from stage 1's errors).
 
 Rows, each with the same crop and paste-back as a real run, so each isolates one part:
 ``resample`` (the crop itself pasted back), ``vae`` (crop -> VAE -> paste: the ceiling of the model rows,
@@ -226,9 +228,12 @@ def _score_clip(models, clip: dict, crop_size: int) -> dict:
         figures = frame_figures(out, frames, masks, truth)
         lmd, opening = retracked(out)
         figures.update({"lip_lmd_retracked": lmd, "lip_lmd_floor": floor, **opening_figures(opening, truth_open)})
+        drive = {"renderer": clip["analysis"].params, "whole job": clip["predicted"]}.get(row)
+        if drive is not None:
+            drive_open = mouth.opening(drive, clip["analysis"].neutral)
+            figures.update({f"drive_{k}": v for k, v in opening_figures(opening, drive_open).items()})
         if row == "whole job":
-            stage1 = mouth.opening(clip["predicted"], clip["analysis"].neutral)
-            figures.update({f"stage1_{k}": v for k, v in opening_figures(stage1, truth_open).items()})
+            figures.update({f"stage1_{k}": v for k, v in opening_figures(drive_open, truth_open).items()})
         rows[row] = figures
     return rows
 
@@ -297,6 +302,11 @@ def markdown(report: dict) -> str:
     whole = report["rows"].get("whole job")
     if whole and "stage1_opening_corr" in whole:
         lines.append("")
-        lines.append(f"Stage 1's own prediction: opening correlation {whole['stage1_opening_corr']:.2f}, "
+        lines.append(f"Stage 1's own prediction: opening correlation {whole['stage1_opening_corr']:.4f}, "
                      f"range ratio {whole['stage1_opening_range']:.2f}.")
+    follow = [f"{ROW_TITLES[row]}: {f['drive_opening_corr']:.2f} / {f['drive_opening_range']:.2f}"
+              for row, f in report["rows"].items() if f.get("drive_opening_corr") is not None]
+    if follow:
+        lines.append("")
+        lines.append("Output opening against the driving params' opening (corr / range): " + "; ".join(follow) + ".")
     return "\n".join(lines) + "\n"

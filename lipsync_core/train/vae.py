@@ -2,7 +2,18 @@
 
 Loss = L1 reconstruction + ``grad_weight`` x L1 of the image gradients (a high-frequency term: plain L1
 alone gives soft decodes, and no pretrained perceptual net exists here) + a light KL (``kl_weight``), f4
-by default (3 encoder levels). The demo VAE has no mid-block attention: with global attention the upper
+by default (3 encoder levels). ``mouth_weight`` puts extra weight on each crop's lips (the outer-lip
+polygon from its landmarks, grown by ``mouth_margin`` of the crop): the few pixels of the dark opening
+that carry what a viewer (and the tracker) reads as the mouth's opening.
+
+Decoder fine-tune (``init`` + ``train_encoder=False``): start from a trained VAE and train only its decoder
+(``post_quant_conv`` + ``decoder``). The encoder and so the latent space stay exactly as they were, so a
+renderer trained on that VAE's latents keeps working with the new decoder, without retraining.
+``mixed_upper``: a share of samples is decoded with the upper latent rows of another frame of the clip and
+scored on the lower half only, as inference decodes the input frame's upper half beside a generated lower one.
+Not used by the demo recipe: with the demo renderer it fails the closed-mouth shortcut test (docs/DECISIONS.md).
+
+The demo VAE has no mid-block attention: with global attention the upper
 half's latent of a *masked* crop differs from the clean one everywhere, and decoding it beside a generated
 lower half cost 4 dB (the "seam", issue 15). Any other diffusers ``AutoencoderKL`` (e.g. SD's f8) can serve
 the renderer instead (``--vae``).
@@ -14,12 +25,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from diffusers import AutoencoderKL
 from torch import nn
 
+from ..face import topology
 from ..models.io import load_model, save_model
+from ..render.conditioning import to_crop
 from ..types import LipSyncInputError
 from .common import PresetConfig, finish, fit, seeded_accelerator, start_run
 from .dataset import load_dataset
@@ -57,10 +71,14 @@ class VAETrainConfig(PresetConfig):
     log_every: int = 50
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
+    mouth_weight: float = 0.0  # extra L1/gradient weight on the lips (0: plain loss)
+    mouth_margin: float = 0.03  # the lips' polygon grown by this share of the crop size
+    mixed_upper: float = 0.0  # share of samples decoded with another frame's upper latent rows (lower half scored)
+    init: str | None = None  # a vae.safetensors to start from (a fine-tune)
+    train_encoder: bool = True  # False: only the decoder learns; the latent space stays the init's
     seed: int = 0
     mixed_precision: str | None = None
     cpu: bool = False
-
 
 
 def build_vae(model_cfg: dict) -> AutoencoderKL:
@@ -90,41 +108,101 @@ def load_vae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Aut
         return AutoencoderKL.from_single_file(str(path), local_files_only=True).to(device).eval()
 
 
+def lip_masks(crop_points: np.ndarray, crop_size: int, margin: float) -> np.ndarray:
+    """Outer-lip points in crop pixels (T, 20, 2) -> (T, S, S) float32 masks: the lips' polygon filled
+    (opening included), grown by ``margin`` x ``crop_size`` pixels with a soft edge."""
+    grow = max(int(round(margin * crop_size)), 0)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    out = np.zeros((len(crop_points), crop_size, crop_size), np.float32)
+    for t, pts in enumerate(np.asarray(crop_points, np.float32)):
+        mask = np.zeros((crop_size, crop_size), np.uint8)
+        cv2.fillPoly(mask, [np.round(pts * 4).astype(np.int32)], 1, lineType=cv2.LINE_AA, shift=2)
+        if grow:
+            mask = cv2.dilate(mask, kernel)
+        out[t] = cv2.GaussianBlur(mask.astype(np.float32), (3, 3), 0)
+    return out
+
+
 class CropSampler:
-    def __init__(self, crops: list[np.ndarray]) -> None:
-        self.crops = crops
+    """A random usable crop (frames weighted equally, mirrored half the time), with its lips' mask when
+    ``masks`` are given and, with ``other``, a second random frame of the same clip (mirrored alike)."""
+
+    def __init__(self, crops: list[np.ndarray], masks: list[np.ndarray] | None = None, other: bool = False) -> None:
+        self.crops, self.masks, self.other = crops, masks, other
         self.sizes = np.array([len(c) for c in crops], np.float64)
         self.p = self.sizes / self.sizes.sum()
 
     def __call__(self, rng: np.random.Generator) -> dict:
-        c = self.crops[int(rng.choice(len(self.crops), p=self.p))]
-        img = c[int(rng.integers(len(c)))]
+        i = int(rng.choice(len(self.crops), p=self.p))
+        j = int(rng.integers(len(self.crops[i])))
+        img = self.crops[i][j]
+        mask = self.masks[i][j] if self.masks is not None else None
+        other = self.crops[i][int(rng.integers(len(self.crops[i])))] if self.other else None
         if rng.random() < 0.5:
             img = img[:, ::-1]
-        return {"image": np.ascontiguousarray(img).astype(np.float32) / 127.5 - 1.0}
+            mask = mask[:, ::-1] if mask is not None else None
+            other = other[:, ::-1] if other is not None else None
+        sample = {"image": np.ascontiguousarray(img).astype(np.float32) / 127.5 - 1.0}
+        if other is not None:
+            sample["other"] = np.ascontiguousarray(other).astype(np.float32) / 127.5 - 1.0
+        if mask is not None:
+            sample["mouth"] = np.ascontiguousarray(mask)
+        return sample
 
 
-def gradient_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """L1 distance of the horizontal and vertical finite differences of two [B, C, H, W] images."""
-    dx = (a[..., :, 1:] - a[..., :, :-1]) - (b[..., :, 1:] - b[..., :, :-1])
-    dy = (a[..., 1:, :] - a[..., :-1, :]) - (b[..., 1:, :] - b[..., :-1, :])
-    return 0.5 * (dx.abs().mean() + dy.abs().mean())
+def gradient_l1(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """L1 distance of the horizontal and vertical finite differences of two [B, C, H, W] images, each
+    difference weighted by ``weight`` [B, 1, H, W] (the mean of its two pixels) when given."""
+    dx = ((a[..., :, 1:] - a[..., :, :-1]) - (b[..., :, 1:] - b[..., :, :-1])).abs()
+    dy = ((a[..., 1:, :] - a[..., :-1, :]) - (b[..., 1:, :] - b[..., :-1, :])).abs()
+    if weight is not None:
+        dx = dx * 0.5 * (weight[..., :, 1:] + weight[..., :, :-1])
+        dy = dy * 0.5 * (weight[..., 1:, :] + weight[..., :-1, :])
+    return 0.5 * (dx.mean() + dy.mean())
 
 
 class VAELoss(nn.Module):
-    def __init__(self, vae: AutoencoderKL, kl_weight: float, grad_weight: float = 0.0) -> None:
+    def __init__(self, vae: AutoencoderKL, kl_weight: float, grad_weight: float = 0.0, mouth_weight: float = 0.0,
+                 train_encoder: bool = True, mixed_upper: float = 0.0) -> None:
         super().__init__()
         self.vae, self.kl_weight, self.grad_weight = vae, kl_weight, grad_weight
+        self.mouth_weight, self.train_encoder, self.mixed_upper = mouth_weight, train_encoder, mixed_upper
+        if not train_encoder:
+            for module in (vae.encoder, vae.quant_conv):
+                if module is not None:
+                    module.requires_grad_(False)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         x = batch["image"].permute(0, 3, 1, 2)
-        posterior = self.vae.encode(x).latent_dist
-        recon = self.vae.decode(posterior.sample()).sample.float()
-        l1 = (recon - x.float()).abs().mean()
-        grad = gradient_l1(recon, x.float())
-        kl = posterior.kl().mean() / x[0].numel()
-        loss = l1 + self.grad_weight * grad + self.kl_weight * kl * x[0].numel()
-        return loss, {"l1": l1.detach(), "grad": grad.detach(), "kl": kl.detach()}
+        with torch.set_grad_enabled(self.train_encoder and torch.is_grad_enabled()):
+            posterior = self.vae.encode(x).latent_dist
+        z = posterior.sample()
+        weight = None
+        if self.mouth_weight > 0 and "mouth" in batch:
+            weight = 1.0 + self.mouth_weight * batch["mouth"].float()[:, None]
+        if self.mixed_upper > 0 and "other" in batch:
+            # As at inference (``with_clean_upper``): the upper latent rows come from another frame of the clip,
+            # whose mouth differs; scored on the lower half only, the decoder must draw the mouth from the lower
+            # rows instead of reading it from the upper rows' receptive field.
+            with torch.no_grad():
+                upper = self.vae.encode(batch["other"].permute(0, 3, 1, 2)).latent_dist.mean
+            mixed = (torch.rand(len(z), device=z.device) < self.mixed_upper)[:, None, None, None]
+            rows = torch.arange(z.shape[-2], device=z.device)[None, None, :, None] < z.shape[-2] // 2
+            z = torch.where(mixed & rows, upper.to(z.dtype), z)
+            lower = (torch.arange(x.shape[-2], device=x.device) >= x.shape[-2] // 2)[None, None, :, None]
+            keep = (~mixed | lower).float()
+            weight = keep if weight is None else weight * keep
+        recon = self.vae.decode(z).sample.float()
+        err = (recon - x.float()).abs()
+        l1 = (err if weight is None else err * weight).mean()
+        grad = gradient_l1(recon, x.float(), weight)
+        parts = {"l1": l1.detach(), "grad": grad.detach()}
+        loss = l1 + self.grad_weight * grad
+        if self.train_encoder:
+            kl = posterior.kl().mean() / x[0].numel()
+            loss = loss + self.kl_weight * kl * x[0].numel()
+            parts["kl"] = kl.detach()
+        return loss, parts
 
 
 def train_vae(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: VAETrainConfig,
@@ -132,10 +210,26 @@ def train_vae(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: V
     out = Path(out_dir)
     accelerator = seeded_accelerator(config)
     clips = load_dataset(data_dir, with_crops=True)
-    crops = [c.crops[c.usable] for c in clips if c.usable.any()]
+    clips = [c for c in clips if c.usable.any()]
+    crops = [c.crops[c.usable] for c in clips]
+    masks = None
+    if config.mouth_weight > 0:
+        lips = list(topology.LIPS_OUTER)
+        masks = [lip_masks(to_crop(c.landmarks[c.usable][:, lips, :2], c.crop_transforms[c.usable]),
+                           c.crop_size, config.mouth_margin) for c in clips]
+    vae = build_vae(config.model)
+    if config.init:
+        try:
+            vae.load_state_dict(load_vae(config.init).state_dict())
+        except RuntimeError as e:
+            raise LipSyncInputError(f"init: {config.init} is not a VAE of this preset's model; give one trained "
+                                    "with the same model settings (or set the model to match).") from e
     # checkpoints, logs, config: apart per stage (several stages may share out)
-    loss = VAELoss(build_vae(config.model), config.kl_weight, config.grad_weight)
-    run = start_run("vae", accelerator, loss, CropSampler(crops), config, out / "vae_run", data_dir, resume=resume)
+    loss = VAELoss(vae, config.kl_weight, config.grad_weight, config.mouth_weight, config.train_encoder,
+                   config.mixed_upper)
+    params = [p for p in loss.parameters() if p.requires_grad]
+    sampler = CropSampler(crops, masks, other=config.mixed_upper > 0)
+    run = start_run("vae", accelerator, loss, sampler, config, out / "vae_run", data_dir, params=params, resume=resume)
     summary = fit(run, run.module, progress=progress)
 
     def export(module: VAELoss) -> None:
