@@ -81,6 +81,13 @@ class IndexDataset(torch.utils.data.Dataset):
         return self.make(np.random.default_rng([self.seed, self.start + int(i)]))
 
 
+def fixed_batch(sampler: Callable[[np.random.Generator], dict], seed: int, count: int, device) -> dict:
+    """``count`` samples drawn from seeds no training step uses (``(seed, 10**9, i)``), stacked on ``device``:
+    the fixed samples a validation loss is measured on (same noise, same timesteps every time)."""
+    samples = [sampler(np.random.default_rng([seed, 10**9, i])) for i in range(count)]
+    return {k: torch.stack([torch.as_tensor(s[k]) for s in samples]).to(device) for k in samples[0]}
+
+
 def make_accelerator(mixed_precision: str | None, cpu: bool = False):
     """An Accelerator; mixed precision defaults to bf16 (or fp16) on GPU and fp32 on CPU."""
     from accelerate import Accelerator
@@ -272,22 +279,87 @@ def start_run(stage: str, accelerator, module: torch.nn.Module, sampler: Callabl
     return run
 
 
+@dataclass
+class StepHooks:
+    """What a caller outside the loop may do between steps: stop it (a cancel raises in ``before_step``, a
+    time budget sets ``deadline``, a ``time.perf_counter()`` value) and follow it (``progress(step, total,
+    logged)`` after every step, with the last logged values, e.g. the validation loss)."""
+
+    before_step: Callable[[], None] | None = None
+    deadline: float | None = None
+    progress: Callable[[int, int, dict], None] | None = None
+
+
+class HeldOutValidation:
+    """A loss on held-out samples every ``every`` steps (and before the first); the weights of the best one are
+    kept (``save_best(path)``) in ``folder/best.safetensors`` with ``best.json``, so a resumed run keeps them too.
+
+    ``compute()`` returns the loss of the weights to keep (for the renderer, the EMA's); ``save_best`` writes
+    those weights. Exports take the best weights (``best_path``) rather than the last.
+    """
+
+    def __init__(self, folder: Path, every: int, compute: Callable[[], float],
+                 save_best: Callable[[Path], None]) -> None:
+        self.folder, self.every, self.compute, self.save_best = folder, max(int(every), 1), compute, save_best
+        self.record = folder / "best.json"
+        self.best_path = folder / "best.safetensors"
+        state = json.loads(self.record.read_text()) if self.record.is_file() else {}
+        self.best, self.best_step = state.get("val_loss", math.inf), state.get("step")
+        self.first = state.get("first_val_loss")
+
+    def start(self, step: int) -> float:
+        """The loss before the run's first step (the base weights' when fine-tuning), kept if none is better."""
+        loss = self.compute()
+        if self.first is None:
+            self.first = loss
+        self.offer(step, loss)
+        return loss
+
+    def offer(self, step: int, loss: float) -> None:
+        if loss < self.best:
+            self.best, self.best_step = loss, step
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.save_best(self.best_path)
+            self.record.write_text(json.dumps({"val_loss": loss, "step": step, "first_val_loss": self.first}))
+
+    def __call__(self, step: int, total: int) -> dict | None:
+        if (step + 1) % self.every and step + 1 != total:
+            return None
+        loss = self.compute()
+        self.offer(step + 1, loss)
+        return {"val_loss": loss}
+
+    def summary(self) -> dict:
+        return {"val_loss_first": self.first, "val_loss_best": self.best, "best_step": self.best_step}
+
+
 def fit(run: TrainRun, step_fn: Callable[[dict], tuple[torch.Tensor, dict]],
-        after_step: Callable[[int], dict | None] | None = None, progress: bool = True) -> dict:
+        after_step: Callable[[int], dict | None] | None = None, progress: bool = True,
+        hooks: StepHooks | None = None) -> dict:
     """The loop every stage shares: forward under autocast, backward, clip, step, log, checkpoint.
 
     ``step_fn(batch) -> (loss, parts)``; ``after_step(step)`` (an EMA update, a validation loss) may return
-    more values to log. Returns ``{"steps", "seconds"}``; the caller exports and then calls ``finish``.
+    more values to log; ``hooks`` stop the loop early (a deadline, a cancel) or report each step. Returns
+    ``{"steps", "seconds"}`` (+ ``"stopped": "time"`` when the deadline ended it); the caller exports and then
+    calls ``finish``.
     """
     from tqdm import tqdm
 
     acc, config = run.accelerator, run.config
+    hooks = hooks or StepHooks()
     run.module.train()
     t0 = time.perf_counter()
     step = run.start
+    stopped = None
+    logged: dict = {}
     bar = tqdm(total=config.steps, initial=run.start, desc=f"train-{run.stage}", unit="step",
                disable=not (progress and acc.is_main_process))
     for batch in run.loader:
+        if hooks.before_step is not None:
+            hooks.before_step()
+        if hooks.deadline is not None and time.perf_counter() >= hooks.deadline:
+            stopped = "time"
+            break
         with acc.autocast():
             loss, parts = step_fn(batch)
         acc.backward(loss)
@@ -300,9 +372,15 @@ def fit(run: TrainRun, step_fn: Callable[[dict], tuple[torch.Tensor, dict]],
                   for k, v in {"loss": loss, **parts}.items()}
         if after_step is not None:
             values.update(after_step(step) or {})
-        run.log.add(step, values, run.scheduler.get_last_lr()[0])
+        row = run.log.add(step, values, run.scheduler.get_last_lr()[0])
         step += 1
         bar.update(1)
+        if row is not None:
+            logged = row
+            if "val_loss" in row:
+                bar.set_postfix(val_loss=f"{row['val_loss']:.4g}")
+        if hooks.progress is not None:
+            hooks.progress(step, config.steps, logged)
         if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
             save_checkpoint(acc, run.folder, step, run.config_json, config.keep_checkpoints)
     bar.close()
@@ -310,7 +388,7 @@ def fit(run: TrainRun, step_fn: Callable[[dict], tuple[torch.Tensor, dict]],
     seconds = round(time.perf_counter() - t0, 1)
     if acc.is_main_process:
         save_checkpoint(acc, run.folder, step, run.config_json, config.keep_checkpoints)
-    return {"steps": step, "seconds": seconds}
+    return {"steps": step, "seconds": seconds, **({"stopped": stopped} if stopped else {})}
 
 
 def finish(run: TrainRun, summary: dict, export: Callable[[torch.nn.Module], None]) -> dict:

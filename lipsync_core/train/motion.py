@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models.io import save_model
+from ..models.io import load_model, save_model
 from ..models.motion import LipMotionTransformer, motion_loss
 from ..motion import MouthModel
-from ..types import LipSyncInputError
-from .common import PresetConfig, finish, fit, seeded_accelerator, start_run
+from ..types import FeatureSpec, LipSyncInputError
+from .common import HeldOutValidation, PresetConfig, StepHooks, finish, fit, fixed_batch, seeded_accelerator, start_run
 from .dataset import ClipData, basis_path, load_basis, load_dataset
 
 MOTION_PRESETS: dict[str, dict] = {
@@ -68,6 +68,7 @@ class MotionTrainConfig(PresetConfig):
     log_every: int = 100
     checkpoint_every: int = 2000
     keep_checkpoints: int = 2
+    val_samples: int = 8  # fixed held-out samples whose loss is logged (only with held-out data: ``val_data``)
     seed: int = 0
     mixed_precision: str | None = None  # None/auto: bf16 or fp16 on GPU, fp32 on CPU
     cpu: bool = False
@@ -166,13 +167,17 @@ class MotionSampler:
     """Draws one training sample from an rng (used by :class:`common.IndexDataset`)."""
 
     def __init__(self, clips: list[MotionClip], clip_frames: int, reference_frames: int,
-                 min_reference_frames: int | None = None) -> None:
+                 min_reference_frames: int | None = None, targets: list[int] | None = None) -> None:
+        """``targets``: the clips samples are drawn from (default all); the others only give references
+        (held-out validation: targets from the held-out tail, references from the training footage)."""
         self.clips, self.length, self.n = clips, int(clip_frames), int(reference_frames)
         self.min_n = int(min_reference_frames) if min_reference_frames else None
         if self.min_n is not None and not 1 <= self.min_n <= self.n:
             raise LipSyncInputError(f"min_reference_frames {self.min_n} must be in 1..reference_frames ({self.n}).")
         self.pool = ReferencePool(clips)
-        weights = np.array([max(int(c.usable.sum()), 0) for c in clips], np.float64)
+        chosen = set(range(len(clips)) if targets is None else targets)
+        weights = np.array([max(int(c.usable.sum()), 0) if i in chosen else 0 for i, c in enumerate(clips)],
+                           np.float64)
         if weights.sum() == 0:
             raise LipSyncInputError("data: no clip has usable frames.")
         self.weights = weights / weights.sum()
@@ -238,26 +243,64 @@ def train_motion(
     basis: str | os.PathLike | None = None,
     resume: str | None = None,
     progress: bool = True,
+    init: str | os.PathLike | None = None,
+    val_data: str | os.PathLike | None = None,
+    hooks: StepHooks | None = None,
 ) -> dict:
-    """Train stage 1; writes ``out_dir/motion.safetensors`` (+ the basis) and returns a summary."""
+    """Train stage 1; writes ``out_dir/motion.safetensors`` (+ the basis) and returns a summary.
+
+    ``init``: a motion.safetensors to start from (fine-tuning; its architecture wins over ``config.model``).
+    ``val_data``: a prepared folder of held-out clips (same speakers): their loss is logged as ``val_loss`` and
+    the best weights are exported instead of the last.
+    """
     out = Path(out_dir)
     accelerator = seeded_accelerator(config)
     mouth = load_basis(basis or basis_path(data_dir))
     clips = motion_clips(load_dataset(data_dir, min_frames=2), mouth)
     spec = load_dataset_spec(data_dir)
-    model = build_motion_model(config, clips[0].features.shape[1], spec)
+    if init is not None:
+        model = load_model(init, "motion").train()
+        FeatureSpec.from_dict(spec).check_compatible(FeatureSpec.from_dict(model.config.feature_spec), "footage audio")
+    else:
+        model = build_motion_model(config, clips[0].features.shape[1], spec)
     sampler = MotionSampler(clips, config.clip_frames, config.reference_frames, config.min_reference_frames)
     # checkpoints, logs, config: apart per stage (several stages may share out)
     run = start_run("motion", accelerator, MotionLoss(model, mouth.components_tensor()), sampler, config,
                     out / "motion_run", data_dir, resume=resume)
-    summary = {**fit(run, run.module, progress=progress), "processes": accelerator.num_processes}
+    validation = None
+    if val_data is not None:
+        held_out = motion_clips(load_dataset(val_data, min_frames=2), mouth)
+        val_sampler = MotionSampler(clips + held_out, config.clip_frames, config.reference_frames, None,
+                                    targets=list(range(len(clips), len(clips) + len(held_out))))
+        batch = fixed_batch(val_sampler, config.seed, config.val_samples, accelerator.device)
+        validation = HeldOutValidation(out / "motion_run", config.log_every,
+                                       lambda: held_out_loss(accelerator.unwrap_model(run.module), batch),
+                                       lambda path: save_model(accelerator.unwrap_model(run.module).model, path))
+        validation.start(run.start)
+    after = None if validation is None else (lambda step: validation(step, config.steps))
+    summary = {**fit(run, run.module, after, progress=progress, hooks=hooks), "processes": accelerator.num_processes}
+    if validation is not None:
+        summary.update(validation.summary())
 
     def export(module: MotionLoss) -> None:
+        if validation is not None:
+            module.model.load_state_dict(load_model(validation.best_path, "motion").state_dict())
         save_model(module.model, out / "motion.safetensors", extra=run.weights_metadata(summary))
         shutil.copyfile(Path(basis) if basis and Path(basis).is_file() else basis_path(data_dir),
                         out / "mouth_model.safetensors")
 
     return finish(run, summary, export)
+
+
+@torch.no_grad()
+def held_out_loss(module: MotionLoss, batch: dict) -> float:
+    """The loss on fixed held-out samples, dropout off (deterministic)."""
+    was = module.training
+    module.eval()
+    try:
+        return float(module(batch)[0])
+    finally:
+        module.train(was)
 
 
 def load_dataset_spec(data_dir: str | os.PathLike) -> dict:

@@ -35,6 +35,7 @@ class PrepareOptions:
     n_mels: int = 80
     context: int = 4
     max_gap_frames: int | None = None
+    speaker: str | None = None  # every clip this one speaker (default: the video's folder, see ``speaker_of``)
 
 
 def find_videos(root: str | os.PathLike) -> list[Path]:
@@ -75,34 +76,44 @@ def _track_from_landmarks(landmarks: np.ndarray, fps: float, crop_size: int, fra
 
 def prepare_clip(video: Path, root: Path, out_dir: Path, options: PrepareOptions) -> dict:
     """Prepare one video; returns its metadata (raises on bad input)."""
-    import torch
-
-    from .. import stages
-    from ..audio import compute_features, load_audio_file
-    from ..face import warp_to_crops
+    from ..audio import load_audio_file
     from ..media import VideoFileFrames
 
-    torch.set_num_threads(1)
-    speaker = speaker_of(video, root)
-    key = clip_key(speaker, video.stem)
-    clips_dir = out_dir / CLIPS_DIR
+    speaker = options.speaker or speaker_of(video, root)
     source = VideoFileFrames(video, str(video))
-    use_truth = options.landmarks == "truth" or (options.landmarks == "auto" and _truth_path(video).is_file())
-    t0 = time.perf_counter()
-    if use_truth:
+    landmarks = None
+    if options.landmarks == "truth" or (options.landmarks == "auto" and _truth_path(video).is_file()):
         from ..synthetic.io import read_truth
 
         landmarks = read_truth(_truth_path(video))["landmarks"]
+    # Audio: a lossless .wav twin next to the video wins over the compressed track inside it.
+    wav = video.with_suffix(".wav")
+    return prepare_source(source, lambda: load_audio_file(wav if wav.is_file() else video),
+                          clip_key(speaker, video.stem), speaker, out_dir, options, str(video), landmarks)
+
+
+def prepare_source(source, load_wave, key: str, speaker: str, out_dir: Path, options: PrepareOptions, name: str,
+                   landmarks: np.ndarray | None = None) -> dict:
+    """Prepare one clip from any frame source (a file, frames in memory) and ``load_wave()`` (16 kHz mono, read
+    after tracking); ``landmarks``: a puppet's exact mesh instead of tracking. Returns the clip's metadata."""
+    import torch
+
+    from .. import stages
+    from ..audio import compute_features
+    from ..face import warp_to_crops
+
+    torch.set_num_threads(1)
+    clips_dir = out_dir / CLIPS_DIR
+    t0 = time.perf_counter()
+    if landmarks is not None:
         track = _track_from_landmarks(landmarks, source.fps, options.crop_size, (0, 0))
         source.num_frames = len(track)
     else:
         tracker_options = {} if options.max_gap_frames is None else {"max_gap_frames": options.max_gap_frames}
-        track = stages.track(source, options.crop_size, what=str(video), **tracker_options)
-    # Audio: a lossless .wav twin next to the video wins over the compressed track inside it.
-    wav = video.with_suffix(".wav")
-    wave = load_audio_file(wav if wav.is_file() else video)
+        track = stages.track(source, options.crop_size, what=name, **tracker_options)
+    wave = load_wave()
     feats = compute_features(wave, source.fps, len(track), n_mels=options.n_mels, context=options.context,
-                             name=str(video))
+                             name=name)
     crops = np.empty((len(track), options.crop_size, options.crop_size, 3), np.uint8)
     done = 0
     for chunk in source.iter_chunks(64):
@@ -113,27 +124,33 @@ def prepare_clip(video: Path, root: Path, out_dir: Path, options: PrepareOptions
         crops[done:done + n] = np.round(c * 255.0).astype(np.uint8)
         done += n
     if done < len(track):
-        raise LipSyncInputError(f"{video}: decoded {done} frames for crops but the track has {len(track)}.")
+        raise LipSyncInputError(f"{name}: decoded {done} frames for crops but the track has {len(track)}.")
     meta = {
-        "format": FORMAT, "version": FORMAT_VERSION, "key": key, "speaker": speaker, "source": str(video),
+        "format": FORMAT, "version": FORMAT_VERSION, "key": key, "speaker": speaker, "source": name,
         "fps": float(source.fps), "frames": len(track), "usable_frames": int(track.usable.sum()),
         "detected_frames": int(track.detected.sum()), "crop_size": options.crop_size,
-        "landmarks": "truth" if use_truth else track.backend, "feature_spec": feats.spec.to_dict(),
+        "landmarks": "truth" if landmarks is not None else track.backend, "feature_spec": feats.spec.to_dict(),
         "notes": list(track.notes), "seconds": round(time.perf_counter() - t0, 3),
     }
+    write_clip(clips_dir, meta, {
+        "crops": crops, "landmarks": track.landmarks.astype(np.float32), "detected": track.detected,
+        "usable": track.usable, "crop_transforms": track.crop_transforms.astype(np.float32),
+        "rotations": track.rotations.astype(np.float32), "features": feats.features.astype(np.float32),
+        "silence": feats.silence if feats.silence is not None else np.zeros(len(track), bool),
+        "wave": wave_int16(wave)})
+    return meta
+
+
+def write_clip(clips_dir: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """A clip's arrays, then its metadata (a clip is done when its .json exists), each renamed into place."""
+    key = meta["key"]
+    clips_dir.mkdir(parents=True, exist_ok=True)
     tmp = clips_dir / f"{key}.tmp.npz"
-    np.savez(
-        tmp, crops=crops, landmarks=track.landmarks.astype(np.float32), detected=track.detected,
-        usable=track.usable, crop_transforms=track.crop_transforms.astype(np.float32),
-        rotations=track.rotations.astype(np.float32), features=feats.features.astype(np.float32),
-        silence=feats.silence if feats.silence is not None else np.zeros(len(track), bool),
-        wave=wave_int16(wave),
-    )
+    np.savez(tmp, **arrays)
     os.replace(tmp, clips_dir / f"{key}.npz")
     tmp_json = clips_dir / f"{key}.tmp.json"
     tmp_json.write_text(json.dumps(meta, indent=1))
     os.replace(tmp_json, clips_dir / f"{key}.json")
-    return meta
 
 
 def _worker(video: str, root: str, out_dir: str, options: PrepareOptions) -> tuple[str, dict | None, str | None]:

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..face import topology
 from ..face.template import CROP_SCALE, crop_framing, crop_template
-from ..models.io import save_model
+from ..models.io import load_model, save_model
 from ..models.renderer import LipRenderUNet, ReferenceFeatures, renderer_loss
 from ..render.codec import DiffusersVAECodec
 from ..render.conditioning import (
@@ -42,8 +42,8 @@ from ..render.conditioning import (
 )
 from ..render.sampling import DEFAULT_NOISE_SCHEDULE
 from ..types import LipSyncInputError
-from .common import PresetConfig, finish, fit, seeded_accelerator, start_run
-from .dataset import basis_path, load_basis, load_dataset
+from .common import HeldOutValidation, PresetConfig, StepHooks, finish, fit, fixed_batch, seeded_accelerator, start_run
+from .dataset import CLIPS_DIR, basis_path, load_basis, load_clip, load_dataset
 from .vae import load_vae
 
 RENDERER_PRESETS: dict[str, dict] = {
@@ -215,10 +215,13 @@ class RendererLoss(nn.Module):
 
 
 def build_render_clips(data_dir, mouth, codec, window: int, frames: int, progress: bool = False) -> list[RenderClip]:
+    """Every clip's latents (float16) and conditioning; crops are read one clip at a time and dropped once
+    encoded, so memory holds the latents, not the pictures."""
     from tqdm import tqdm
 
     out = []
-    for c in tqdm(load_dataset(data_dir, with_crops=True), desc="encode crops", disable=not progress):
+    for meta in tqdm(load_dataset(data_dir), desc="encode crops", disable=not progress):
+        c = load_clip(Path(data_dir) / CLIPS_DIR / f"{meta.key}.npz", with_crops=True)
         a = c.analyse(mouth)
         z, zm = encode_crops(codec, c.crops)
         runs = np.convolve(c.usable.astype(int), np.ones(frames, int), mode="valid") == frames
@@ -268,8 +271,16 @@ def train_renderer(
     basis: str | os.PathLike | None = None,
     resume: str | None = None,
     progress: bool = True,
+    init: str | os.PathLike | None = None,
+    val_data: str | os.PathLike | None = None,
+    hooks: StepHooks | None = None,
 ) -> dict:
-    """Train stage 2; writes ``out_dir/renderer.safetensors`` (EMA weights) and a copy of the VAE file."""
+    """Train stage 2; writes ``out_dir/renderer.safetensors`` (EMA weights) and a copy of the VAE file.
+
+    ``init``: a renderer.safetensors to start from (fine-tuning): its architecture, latent scale and motion
+    statistics are kept. ``val_data``: a prepared folder of held-out clips: ``val_loss`` is their loss (else
+    fixed training samples') and the best EMA weights are exported instead of the last.
+    """
     from diffusers.training_utils import EMAModel
 
     out = Path(out_dir)
@@ -277,45 +288,77 @@ def train_renderer(
     mouth = load_basis(basis or basis_path(data_dir))
     vae = load_vae(vae_path, accelerator.device).eval().requires_grad_(False)
     probe = DiffusersVAECodec(vae, 1.0, 0.0)
-    clips = build_render_clips(data_dir, mouth, probe, config.model.get("motion_window", 5), config.frames,
-                               progress and accelerator.is_main_process)
+    base = load_model(init, "renderer").train() if init is not None else None
+    window = base.config.motion_window if base is not None else config.model.get("motion_window", 5)
+
+    def encoded(folder) -> list[RenderClip]:
+        return build_render_clips(folder, mouth, probe, window, config.frames, progress and accelerator.is_main_process)
+
+    clips = encoded(data_dir)
     mean, std = latent_stats(clips)
-    scale = float(config.latent_scale) if config.latent_scale is not None else 1.0 / max(std, 1e-6)
-    shift = float(config.latent_shift) if config.latent_shift is not None else 0.0
-    for c in clips:  # latents as the renderer sees them: (z - shift) * scale
+    crop_size = int(load_dataset_meta_crop(data_dir))
+    if base is not None:
+        check_fine_tune(base, vae, crop_size, mouth.identity_dim, str(init))
+        scale, shift = float(base.config.latent_scale), float(base.config.latent_shift)
+    else:
+        scale = float(config.latent_scale) if config.latent_scale is not None else 1.0 / max(std, 1e-6)
+        shift = float(config.latent_shift) if config.latent_shift is not None else 0.0
+    held_out = encoded(val_data) if val_data is not None else []
+    for c in clips + held_out:  # latents as the renderer sees them: (z - shift) * scale
         c.latents = ((c.latents.float() - shift) * scale).half()
         c.masked = ((c.masked.float() - shift) * scale).half()
-    crop_size = int(load_dataset_meta_crop(data_dir))
-    model = build_renderer(config, vae, crop_size, mouth.identity_dim, scale, shift, str(vae_path),
-                           motion_stats(clips) if config.normalise_motion else None)
+    model = base if base is not None else build_renderer(
+        config, vae, crop_size, mouth.identity_dim, scale, shift, str(vae_path),
+        motion_stats(clips) if config.normalise_motion else None)
     ema = EMAModel(model.parameters(), decay=config.ema_decay)
     ema.to(accelerator.device)
     sampler = RendererSampler(clips, config.frames, config.reference_images, config.shared_noise,
                               config.random_copy_reference, float(model.config.motion_dropout))
     # checkpoints, logs, config: apart per stage (several stages may share out)
     loss = RendererLoss(model, config.mouth_loss_weight)
-    run = start_run("renderer", accelerator, loss, sampler, config, out / "renderer_run", data_dir,
+    folder = out / "renderer_run"
+    run = start_run("renderer", accelerator, loss, sampler, config, folder, data_dir,
                     checkpointed=[ema], resume=resume,
-                    config_extra={"vae": str(vae_path), "latent_mean": mean, "latent_std": std})
-    val = _collate([sampler(np.random.default_rng([config.seed, 10**9, i])) for i in range(config.val_samples)])
-    val = {k: v.to(accelerator.device) for k, v in val.items()}
+                    config_extra={"vae": str(vae_path), "latent_mean": mean, "latent_std": std,
+                                  "init": None if init is None else str(init)})
+    val_sampler = sampler if not held_out else RendererSampler(
+        held_out, config.frames, config.reference_images, config.shared_noise, 0.0,
+        float(model.config.motion_dropout))
+    val = fixed_batch(val_sampler, config.seed, config.val_samples, accelerator.device)
+
+    def ema_weights_saved(path: Path) -> None:
+        trained = accelerator.unwrap_model(run.module).model
+        ema.store(trained.parameters())
+        ema.copy_to(trained.parameters())
+        save_model(trained, path)
+        ema.restore(trained.parameters())
+
+    validation = None
+    if held_out:
+        validation = HeldOutValidation(folder, config.log_every,
+                                       lambda: validation_loss(accelerator.unwrap_model(run.module), val, ema),
+                                       ema_weights_saved)
+        validation.start(run.start)
 
     def after_step(step: int) -> dict | None:
         module = accelerator.unwrap_model(run.module)
         ema.step(module.model.parameters())
+        if validation is not None:
+            return validation(step, config.steps)
         if (step + 1) % run.log.every == 0 or step + 1 == config.steps or step == run.start:
             return {"val_loss": validation_loss(module, val, ema)}
         return None
 
-    summary = {**fit(run, lambda batch: (run.module(batch), {}), after_step, progress), "latent_scale": scale,
-               "latent_shift": shift}
+    summary = {**fit(run, lambda batch: (run.module(batch), {}), after_step, progress, hooks),
+               "latent_scale": scale, "latent_shift": shift, **(validation.summary() if validation else {})}
 
     def export(module: RendererLoss) -> None:
         trained = module.model
-        ema.store(trained.parameters())
-        ema.copy_to(trained.parameters())
+        if validation is not None:  # the best held-out EMA weights
+            trained.load_state_dict(load_model(validation.best_path, "renderer").state_dict())
+        else:
+            ema.copy_to(trained.parameters())  # training is over: the EMA weights are the model
         save_model(trained.eval(), out / "renderer.safetensors", extra=run.weights_metadata(summary, weights="ema"))
-        ema.restore(trained.parameters())
         vae_file = Path(vae_path)
         if vae_file.is_file() and vae_file.suffix == ".safetensors" and (
                 vae_file.resolve() != (out / "vae.safetensors").resolve()):
@@ -324,8 +367,19 @@ def train_renderer(
     return finish(run, summary, export)
 
 
-def _collate(samples: list[dict]) -> dict:
-    return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+def check_fine_tune(base: LipRenderUNet, vae, crop_size: int, identity_dim: int, name: str) -> None:
+    """A renderer fine-tuned on new footage keeps its latent space, crop size and identity code."""
+    cfg = base.config
+    channels = int(vae.config.latent_channels)
+    if int(cfg.latent_channels) != channels:
+        raise LipSyncInputError(f"{name}: the renderer works on {cfg.latent_channels}-channel latents but the VAE "
+                                f"makes {channels}; give the VAE it was trained with.")
+    if int(cfg.crop_size) != crop_size:
+        raise LipSyncInputError(f"{name}: the renderer was trained on {cfg.crop_size} px crops but the footage was "
+                                f"prepared at {crop_size} px; prepare it at the renderer's crop size.")
+    if int(cfg.identity_dim) != identity_dim:
+        raise LipSyncInputError(f"{name}: the renderer reads a {cfg.identity_dim}-dim identity code but the mouth "
+                                f"model gives {identity_dim}; use the mouth model of the renderer's folder.")
 
 
 @torch.no_grad()

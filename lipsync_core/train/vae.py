@@ -35,7 +35,7 @@ from ..face import topology
 from ..models.io import load_model, save_model
 from ..render.conditioning import to_crop
 from ..types import LipSyncInputError
-from .common import PresetConfig, finish, fit, seeded_accelerator, start_run
+from .common import HeldOutValidation, PresetConfig, StepHooks, finish, fit, fixed_batch, seeded_accelerator, start_run
 from .dataset import load_dataset
 
 VAE_PRESETS: dict[str, dict] = {
@@ -76,6 +76,8 @@ class VAETrainConfig(PresetConfig):
     mixed_upper: float = 0.0  # share of samples decoded with another frame's upper latent rows (lower half scored)
     init: str | None = None  # a vae.safetensors to start from (a fine-tune)
     train_encoder: bool = True  # False: only the decoder learns; the latent space stays the init's
+    max_frames: int | None = None  # crops held in memory: at most this many, spread evenly (None: all)
+    val_samples: int = 32  # held-out crops (only with ``val_data``)
     seed: int = 0
     mixed_precision: str | None = None
     cpu: bool = False
@@ -127,8 +129,9 @@ class CropSampler:
     """A random usable crop (frames weighted equally, mirrored half the time), with its lips' mask when
     ``masks`` are given and, with ``other``, a second random frame of the same clip (mirrored alike)."""
 
-    def __init__(self, crops: list[np.ndarray], masks: list[np.ndarray] | None = None, other: bool = False) -> None:
-        self.crops, self.masks, self.other = crops, masks, other
+    def __init__(self, crops: list[np.ndarray], masks: list[np.ndarray] | None = None, other: bool = False,
+                 flip: bool = True) -> None:
+        self.crops, self.masks, self.other, self.flip = crops, masks, other, flip
         self.sizes = np.array([len(c) for c in crops], np.float64)
         self.p = self.sizes / self.sizes.sum()
 
@@ -138,7 +141,7 @@ class CropSampler:
         img = self.crops[i][j]
         mask = self.masks[i][j] if self.masks is not None else None
         other = self.crops[i][int(rng.integers(len(self.crops[i])))] if self.other else None
-        if rng.random() < 0.5:
+        if self.flip and rng.random() < 0.5:
             img = img[:, ::-1]
             mask = mask[:, ::-1] if mask is not None else None
             other = other[:, ::-1] if other is not None else None
@@ -205,18 +208,32 @@ class VAELoss(nn.Module):
         return loss, parts
 
 
+def usable_frames(clips, max_frames: int | None = None) -> list[np.ndarray]:
+    """Each clip's usable frame indices, at most ``max_frames`` in all (spread evenly over each clip)."""
+    frames = [np.flatnonzero(c.usable) for c in clips]
+    total = sum(len(f) for f in frames)
+    if max_frames and total > max_frames:
+        frames = [f[np.linspace(0, len(f) - 1, max(1, len(f) * max_frames // total)).round().astype(int)]
+                  for f in frames]
+    return frames
+
+
 def train_vae(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: VAETrainConfig,
-              resume: str | None = None, progress: bool = True) -> dict:
+              resume: str | None = None, progress: bool = True, val_data: str | os.PathLike | None = None,
+              hooks: StepHooks | None = None) -> dict:
+    """Train the VAE (or fine-tune ``config.init``); ``val_data``: held-out clips whose reconstruction loss
+    (posterior mean decoded, as inference does) is logged as ``val_loss``, the best weights exported."""
     out = Path(out_dir)
     accelerator = seeded_accelerator(config)
     clips = load_dataset(data_dir, with_crops=True)
     clips = [c for c in clips if c.usable.any()]
-    crops = [c.crops[c.usable] for c in clips]
+    frames = usable_frames(clips, config.max_frames)
+    crops = [c.crops[f] for c, f in zip(clips, frames, strict=True)]
     masks = None
     if config.mouth_weight > 0:
         lips = list(topology.LIPS_OUTER)
-        masks = [lip_masks(to_crop(c.landmarks[c.usable][:, lips, :2], c.crop_transforms[c.usable]),
-                           c.crop_size, config.mouth_margin) for c in clips]
+        masks = [lip_masks(to_crop(c.landmarks[f][:, lips, :2], c.crop_transforms[f]), c.crop_size,
+                           config.mouth_margin) for c, f in zip(clips, frames, strict=True)]
     vae = build_vae(config.model)
     if config.init:
         try:
@@ -229,10 +246,38 @@ def train_vae(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: V
                    config.mixed_upper)
     params = [p for p in loss.parameters() if p.requires_grad]
     sampler = CropSampler(crops, masks, other=config.mixed_upper > 0)
-    run = start_run("vae", accelerator, loss, sampler, config, out / "vae_run", data_dir, params=params, resume=resume)
-    summary = fit(run, run.module, progress=progress)
+    folder = out / "vae_run"
+    run = start_run("vae", accelerator, loss, sampler, config, folder, data_dir, params=params, resume=resume)
+    validation = None
+    if val_data is not None:
+        held = [c for c in load_dataset(val_data, with_crops=True) if c.usable.any()]
+        val_crops = [c.crops[f] for c, f in zip(held, usable_frames(held, config.val_samples), strict=True)]
+        batch = fixed_batch(CropSampler(val_crops, flip=False), config.seed, config.val_samples, accelerator.device)
+        validation = HeldOutValidation(folder, config.log_every,
+                                       lambda: reconstruction_loss(accelerator.unwrap_model(run.module), batch),
+                                       lambda path: save_model(accelerator.unwrap_model(run.module).vae, path))
+        validation.start(run.start)
+    after = None if validation is None else (lambda step: validation(step, config.steps))
+    summary = {**fit(run, run.module, after, progress=progress, hooks=hooks),
+               **(validation.summary() if validation else {})}
 
     def export(module: VAELoss) -> None:
+        if validation is not None:
+            module.vae.load_state_dict(load_model(validation.best_path, "vae").state_dict())
         save_model(module.vae.eval(), out / "vae.safetensors", extra=run.weights_metadata(summary))
 
     return finish(run, summary, export)
+
+
+@torch.no_grad()
+def reconstruction_loss(module: VAELoss, batch: dict) -> float:
+    """L1 + gradient loss of decoding the posterior mean of fixed held-out crops (inference's path)."""
+    vae = module.vae
+    was = vae.training
+    vae.eval()
+    try:
+        x = batch["image"].permute(0, 3, 1, 2)
+        recon = vae.decode(vae.encode(x).latent_dist.mean).sample.float()
+        return float((recon - x.float()).abs().mean() + module.grad_weight * gradient_l1(recon, x.float()))
+    finally:
+        vae.train(was)
