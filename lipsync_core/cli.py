@@ -309,6 +309,65 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_personalize(args) -> int:
+    """Fine-tune the base models on the person's own footage (lipsync_core/train/personalize.py)."""
+    from .audio.io import probe_audio_file
+    from .weights import check_model_folder
+
+    if not DEVICE_PATTERN.fullmatch(args.device):
+        raise LipSyncInputError(f"--device: '{args.device}' is not a torch device; use cpu, cuda, cuda:1 or mps.")
+    for video in args.video:
+        _check_video(video, "--video")
+        wav = video.with_suffix(".wav")
+        probe_audio_file(wav if wav.is_file() else video, "--video",
+                         "give footage with its sound: the person speaking (a .wav of the same name next to the video "
+                         "is used instead of the video's own track)")
+    check_model_folder(args.base, "--base")
+    _check_device(args.device)
+    from .train.personalize import Footage, PersonalizeOptions, personalize
+
+    options = PersonalizeOptions(steps=args.steps, minutes=args.minutes, device=args.device,
+                                 validation=args.validation, jobs=args.jobs, overwrite=args.overwrite,
+                                 resume=args.resume, seed=args.seed, landmarks=args.landmarks,
+                                 tune_decoder=not args.no_decoder, keep_work=args.keep_work)
+    start = time.perf_counter()
+    record = personalize([Footage(str(v), path=v) for v in args.video], args.out, args.base, options,
+                         progress=not args.quiet)
+    for stage, v in record["validation"].items():
+        print(f"{stage}: {record['steps'][stage]} steps, held-out loss {v['val_loss_first']:.4g} (base) -> "
+              f"{v['val_loss_best']:.4g} (best, step {v['best_step']})")
+    print(f"wrote {args.out} in {time.perf_counter() - start:.0f} s: use it with `python -m lipsync_core run "
+          f"--models {args.out} ...`")
+    return 0
+
+
+def _add_personalize(sub) -> None:
+    from .train.personalize import DEFAULT_STEPS, VALIDATION_SHARE  # light: numpy and types only
+
+    p = sub.add_parser("personalize", help="fine-tune both stages on one person's own footage",
+                       description="Fine-tune the base models on one person's footage (docs/TRAINING.md, Personalize).")
+    p.add_argument("--video", type=Path, nargs="+", required=True,
+                   help="clips of the person speaking, with sound (a .wav of the same name is used when present)")
+    p.add_argument("--out", type=Path, required=True, help="the new models folder (use it with `run --models`)")
+    p.add_argument("--base", type=Path, default=DEMO_MODELS, help="the models to start from (default: the demo's)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=f"renderer steps; stage 1 and the VAE decoder take fixed shares (default {DEFAULT_STEPS})")
+    p.add_argument("--minutes", type=float, help="wall-clock budget: training stops at it, best checkpoints kept")
+    p.add_argument("--device", default="cpu", help="torch device (cuda: bf16 mixed precision)")
+    p.add_argument("--validation", type=float, default=VALIDATION_SHARE,
+                   help=f"share of the footage's tail held out for validation (default {VALIDATION_SHARE})")
+    p.add_argument("--jobs", type=int, default=2, help="parallel lanes: stage 1 in a second process (1: in turn)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the models already in --out")
+    p.add_argument("--no-decoder", action="store_true", help="keep the base VAE's decoder as it is")
+    p.add_argument("--keep-work", action="store_true", help="keep the prepared footage, checkpoints and logs")
+    p.add_argument("--landmarks", default="track", choices=("track", "auto"),
+                   help="track the face (default) or read a puppet clip's exact mesh (.truth.npz; tests)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_personalize)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m lipsync_core", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -330,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--audio", type=Path)
     _add_render_options(bench)
     bench.set_defaults(func=cmd_bench)
+    _add_personalize(sub)
     return parser
 
 
