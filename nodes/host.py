@@ -110,6 +110,21 @@ def resolve_model_path(name: str, input_name: str = "model") -> Path:
     return path
 
 
+SAVE_ROOT: Path | None = None
+"""Where models made by a node go outside ComfyUI (scripts, tests); inside it, the first models/stylelipsync."""
+
+
+def models_save_folder() -> Path:
+    """The folder new model folders are written into: ComfyUI's first ``stylelipsync`` models folder."""
+    folders = model_folder_paths()
+    if folders:
+        return Path(folders[0])
+    if SAVE_ROOT is None:
+        raise LipSyncInputError("models folder: there is no models/stylelipsync outside ComfyUI; use "
+                                "`python -m lipsync_core personalize` from the command line.")
+    return SAVE_ROOT
+
+
 # ----------------------------------------------------------------------------- progress and Cancel
 
 
@@ -257,6 +272,23 @@ class HostedModel:
 
     def size_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.module.state_dict().values())
+
+
+def make_room(bytes_needed: int, device: torch.device) -> None:
+    """Ask ComfyUI's model management to free ``bytes_needed`` on ``device`` (offloading other models) before
+    work it cannot see, such as training; a no-op outside ComfyUI."""
+    mm = host_module("comfy.model_management")
+    if mm is not None:
+        mm.free_memory(bytes_needed, device)
+
+
+def release_cache() -> None:
+    """Return the allocator's cached blocks after a large piece of work (ComfyUI's own call when inside it)."""
+    mm = host_module("comfy.model_management")
+    if mm is not None:
+        mm.soft_empty_cache()
+    elif torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def ready_all(hosted: list[HostedModel], memory_required: int = 0) -> list[torch.nn.Module]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from comfy_api.latest import io
 from ..lipsync_core import audio as core_audio
 from ..lipsync_core.media import ArrayFrames, read_video
 from ..lipsync_core.render.settings import RenderSettings
+from ..lipsync_core.train.personalize import INPUTS_FILE, RECORD_FILE, WORK_DIR  # light: numpy and types
 from ..lipsync_core.types import (
     DEFAULT_MAX_GAP_SECONDS,
     DEFAULT_REFERENCE_FRAMES,
@@ -39,8 +41,11 @@ from .host import (
     check_interrupted,
     comfy_attention_installed,
     default_devices,
+    make_room,
     model_filenames,
     model_folder_paths,
+    models_save_folder,
+    release_cache,
     resolve_model_path,
 )
 from .models import (
@@ -653,6 +658,135 @@ class LipSync(io.ComfyNode):
                              video_out(frames_out, new_audio, source.fps))
 
 
+class Personalize(io.ComfyNode):
+    """Fine-tunes the connected models on one person's footage (lipsync_core.train.personalize)."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        from ..lipsync_core.train.personalize import DEFAULT_STEPS, MIN_FOOTAGE_SECONDS
+
+        return _schema(
+            "StyleLipSyncPersonalize", "Personalize",
+            "Fine-tunes the models on the person you are dubbing: footage of them speaking (frames + their own "
+            f"sound, at least {MIN_FOOTAGE_SECONDS:g} s; a minute or more helps) -> models that render this face "
+            "and move these lips as this person does. Saved to models/stylelipsync/<name>/ (Load Models lists it "
+            "after a refresh); a second run with the same inputs loads the saved folder instead of training.",
+            [
+                models_input(),
+                io.Image.Input("images", optional=True, tooltip="The person's footage: frames (or connect a VIDEO)."),
+                io.Audio.Input("audio", optional=True, tooltip="The footage's own sound: what the person says in it."),
+                fps_input(),
+                io.String.Input("name", default="personal", tooltip="Folder name under models/stylelipsync."),
+                io.Int.Input("steps", default=DEFAULT_STEPS, min=1, max=1_000_000,
+                             tooltip="Renderer training steps (stage 1 and the VAE decoder take fixed shares). "
+                             f"{DEFAULT_STEPS} take about 10 minutes on a 2-core CPU."),
+                io.Float.Input("minutes", default=0.0, min=0.0, max=10_000.0, step=0.5,
+                               tooltip="Wall-clock budget (0 = none): training stops then, the best checkpoints kept."),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the training samples."),
+                io.Boolean.Input("overwrite", default=False,
+                                 tooltip="Replace a folder of that name made from other inputs (never silently)."),
+                video_info_input(),
+                io.Video.Input("video", optional=True,
+                               tooltip="A core VIDEO with its sound, instead of images + audio + fps."),
+            ],
+            [_out(ModelsType, "models", "The personalized models, for Render and Lip Sync."),
+             _out(io.String, "report", "Where they were saved, the steps and the held-out losses.")],
+            hidden=[io.Hidden.unique_id],
+        )  # fmt: skip
+
+    @classmethod
+    def folder(cls, name: str) -> Path:
+        clean = name.strip()
+        if not clean or clean in (".", "..") or any(c in clean for c in "/\\:"):
+            raise LipSyncInputError(f"name: '{name}' is not a folder name; use letters, digits, '-' or '_'.")
+        return models_save_folder() / clean
+
+    @classmethod
+    def fingerprint_inputs(cls, name: str, **_inputs: Any) -> str:
+        """The host re-runs the node when its inputs change; a saved folder deleted or replaced counts too."""
+        try:
+            return str(file_key(cls.folder(name) / RECORD_FILE))
+        except Exception:  # noqa: BLE001 - no folder yet: the run makes it
+            return "absent"
+
+    @classmethod
+    def execute(cls, models: LipSyncModelBundle, fps: float, name: str, steps: int, minutes: float, seed: int,
+                overwrite: bool, images: torch.Tensor | None = None, audio: Audio | None = None,
+                video_info: VideoInfo | None = None, video: VideoInput | None = None) -> io.NodeOutput:
+        import hashlib
+        import json
+
+        from ..lipsync_core.train.personalize import (
+            Callbacks,
+            Footage,
+            PersonalizeOptions,
+            personalize,
+            stage_configs,
+        )
+
+        frames, rate, sound = images, None, audio
+        if video is not None:
+            frames, video_fps, own = video_parts(video)
+            rate = resolve_fps(("fps", fps), ("video", video_fps))
+            sound = audio if audio is not None else own
+        if frames is None:
+            raise LipSyncInputError("images: not connected; connect the person's footage (IMAGE) or a VIDEO.")
+        if sound is None:
+            raise LipSyncInputError("audio: not connected; connect the footage's own sound (AUDIO): personalize "
+                                    "learns how this person's lips follow their voice.")
+        pictures = frames_of(frames)
+        rate = rate or resolve_fps(("fps", fps), ("video_info", video_info))
+        wave = mono_16k(sound)
+        out = cls.folder(name)
+        options = PersonalizeOptions(steps=int(steps), minutes=float(minutes) or None, seed=int(seed), jobs=1,
+                                     overwrite=bool(overwrite), device=str(default_devices()[0]))
+        digest = hashlib.sha256()
+        for part in (pictures, wave):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        digest.update(json.dumps([rate, models.files, steps, options.minutes, seed, bundle_fingerprint(
+            *(models.files.get(k, NO_VAE) for k in ("motion", "renderer", "mouth_model", "vae")))]).encode())
+        inputs = digest.hexdigest()
+        record_path = out / RECORD_FILE
+        started = out / WORK_DIR / INPUTS_FILE
+        if record_path.is_file() and json.loads(record_path.read_text()).get("inputs") == inputs:
+            record = json.loads(record_path.read_text())  # made from these very inputs: not trained again
+        else:
+            resume = started.is_file() and started.read_text() == inputs  # a cancelled run of these inputs
+            if out.is_dir() and any(out.iterdir()) and not (resume or overwrite):
+                raise LipSyncInputError(f"name: {out} holds models or a run made from other inputs; set overwrite "
+                                        "to replace them, or choose another name.")
+            options = replace(options, resume=resume, overwrite=bool(overwrite) and not resume)
+            total = sum(c.steps for c in stage_configs(options).values())
+            bar = Progress(total, _node_id(cls))
+            done: dict[str, int] = {}
+
+            def progress(stage: str, step: int, _total: int, _val: float | None) -> None:
+                done[stage] = step
+                bar.set(sum(done.values()))  # also honours Cancel between steps
+
+            make_room(4 * sum(h.size_bytes() for h in (models.motion, models.renderer, models.vae) if h)
+                      + (1 << 30), default_devices()[0])
+            try:
+                record = personalize([Footage("images", frames=pictures, fps=rate, wave=wave)], out, models.files,
+                                     options, Callbacks(progress=progress, before_step=check_interrupted),
+                                     progress=False, inputs=inputs)
+            finally:
+                release_cache()
+        files = {kind: str(out / MODEL_FILES[kind]) for kind in ("motion", "renderer", "mouth_model", "vae")}
+        bundle = load_bundle(files["motion"], files["renderer"], files["mouth_model"], files["vae"])
+        report = personal_report(out, record)
+        return io.NodeOutput(bundle, report, ui={TEXT_KEY: [report]})
+
+
+def personal_report(out: Path, record: dict) -> str:
+    """What a Personalize run made: the folder, the steps and the held-out losses of each stage."""
+    lines = [f"Personalized models in {out} ({record['frames']} frames, {record['validation_frames']} held out)."]
+    for stage, v in record["validation"].items():
+        lines.append(f"{stage}: {record['steps'][stage]} steps, held-out loss {v['val_loss_first']:.4g} -> "
+                     f"{v['val_loss_best']:.4g} (best at step {v['best_step']})")
+    return "\n".join(lines)
+
+
 NODES: list[type[io.ComfyNode]] = [LoadModels, DemoMedia, TrackFaces, AudioFeaturesNode, MatchLength,
 StyleReferenceNode,
-                                   PredictMotion, PreviewMotion, Render, LipSync, ModelInfo]
+                                   PredictMotion, PreviewMotion, Render, LipSync, ModelInfo, Personalize]

@@ -58,3 +58,18 @@ def render_kwargs(**overrides: Any) -> dict[str, Any]:
               "sampler": "dpmpp_2m", "steps": 2, "seed": 0, "chunk_size": 4, "color_match": 0.5,
               "reference_images": 2}  # fmt: skip
     return {**kwargs, **overrides}
+
+
+@functools.cache
+def demo_footage() -> dict[str, Any]:
+    """The demo person's two clips as one footage (5.3 s, 256 px): images, their own sound (AUDIO), fps."""
+    import numpy as np
+
+    from lipsync_core.audio import read_audio_file
+    from lipsync_core.media import read_video
+    from lipsync_core.types import DEMO_CLIPS
+
+    frames = np.concatenate([read_video(DEMO_CLIPS / f"{n}.mp4")[0] for n in ("video", "reference")])
+    waves = [read_audio_file(DEMO_CLIPS / f"{n}.wav") for n in ("video", "reference")]
+    wave = np.concatenate([w for w, _ in waves], axis=-1)
+    return {"images": torch.from_numpy(frames).float() / 255.0, "audio": make_audio(wave, waves[0][1]), "fps": FPS}

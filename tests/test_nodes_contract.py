@@ -220,6 +220,16 @@ def _video(**extra: Any) -> list[dict[str, Any]]:
     return [{"images": s["images"], **extra}]
 
 
+def _personalize_call(tmp_path: Path) -> list[dict[str, Any]]:
+    """Two training steps from the tiny sample models on the demo person's footage, saved under ``tmp_path``."""
+    from node_samples import demo_footage
+    from StyleLipSync.nodes import host
+
+    host.SAVE_ROOT = tmp_path
+    return [{"models": _samples()["models"], "name": "person", "steps": 2, "minutes": 0.0, "seed": 0,
+             "overwrite": False, **demo_footage()}]
+
+
 SAMPLE_CALLS: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
     "StyleLipSyncModelInfo": _model_info_call,
     "StyleLipSyncLoadModels": lambda _: [__import__("node_samples").model_inputs()],
@@ -252,6 +262,7 @@ SAMPLE_CALLS: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
     ],
     "StyleLipSyncRender": lambda _: [__import__("node_samples").render_kwargs()],
     "StyleLipSyncDemoMedia": lambda _: [{}],
+    "StyleLipSyncPersonalize": _personalize_call,
     "StyleLipSyncLipSync": lambda _: [
         {"models": _samples()["models"], "images": _samples()["images"], "audio": _samples()["audio"], "fps": 25.0,
          "length_policy": "trim_to_audio", "style_strength": 1.0, "sampler": "ddim", "steps": 2, "seed": 1,

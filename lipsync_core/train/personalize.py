@@ -40,6 +40,7 @@ from ..types import DEMO_MODELS, MODEL_FILES, LipSyncInputError
 SPEAKER = "person"
 WORK_DIR = ".personalize"  # inside the output folder while training (checkpoints, prepared footage, logs)
 RECORD_FILE = "personalize.json"
+INPUTS_FILE = "inputs.txt"  # in the work folder: the caller's fingerprint of the inputs (a node resumes its own run)
 MIN_FOOTAGE_SECONDS = 4.0  # usable (face found) footage, validation tail included
 MIN_VALIDATION_FRAMES = 16
 VALIDATION_SHARE = 0.15
@@ -104,11 +105,18 @@ class Callbacks:
 # ----------------------------------------------------------------------------- checks (nothing written)
 
 
-def base_files(base: str | Path) -> dict[str, Path]:
-    """The base models folder's files, checked: a VAE is needed (the renderer's latent space)."""
-    from ..weights import check_model_folder
+def base_files(base: str | Path | dict) -> dict[str, Path]:
+    """The base models' files (a folder, or kind -> file as a node's bundle holds them), checked: a VAE is needed
+    (the renderer's latent space)."""
+    from ..weights import check_kind, check_model_folder
 
-    files = check_model_folder(base, "--base")
+    if isinstance(base, dict):
+        files = {kind: Path(path) for kind, path in base.items()}
+        for kind, path in files.items():
+            check_kind(path, kind)
+        base = ", ".join(str(p) for p in files.values())
+    else:
+        files = check_model_folder(base, "--base")
     if "vae" not in files:
         raise LipSyncInputError(f"--base: {base} has no {MODEL_FILES['vae']}; personalize needs the renderer's own VAE "
                                 "in the base folder (the shipped demo models have one).")
@@ -321,10 +329,11 @@ def _image_stages(work: Path, files: dict, configs: dict, options: PersonalizeOp
 # ----------------------------------------------------------------------------- the whole run
 
 
-def personalize(footage: list[Footage], out: str | Path, base: str | Path = DEMO_MODELS,
+def personalize(footage: list[Footage], out: str | Path, base: str | Path | dict = DEMO_MODELS,
                 options: PersonalizeOptions | None = None, callbacks: Callbacks | None = None,
-                progress: bool = True) -> dict:
-    """Fine-tune ``base`` on ``footage`` into the models folder ``out``; returns the record (``out/personalize.json``).
+                progress: bool = True, inputs: str | None = None) -> dict:
+    """Fine-tune ``base`` on ``footage`` into the models folder ``out``; returns the record (``out/personalize.json``,
+    with ``inputs``: the caller's fingerprint of what it was made from, so a node can tell it need not retrain).
 
     Every bad input fails with one line before anything is written.
     """
@@ -349,6 +358,7 @@ def personalize(footage: list[Footage], out: str | Path, base: str | Path = DEMO
                 remove_outputs(out)
             split = split_tail(Path(tmp), data, options.validation)
         (data / "split.json").write_text(json.dumps(split, indent=1))
+        (work / INPUTS_FILE).write_text(inputs or "")
     split = json.loads((data / "split.json").read_text())
     prepare_seconds = round(time.perf_counter() - t0, 1)
     configs = stage_configs(options)
@@ -370,7 +380,8 @@ def personalize(footage: list[Footage], out: str | Path, base: str | Path = DEMO
         summaries = _image_stages(work, files, configs, options, resume, seconds, callbacks, progress)
         summaries["motion"] = _motion_stage(work, files, configs["motion"], resume, seconds, None, progress, callbacks)
     record = {
-        "base": str(base), "footage": [c.name for c in footage], "frames": split["frames"],
+        "inputs": inputs, "base": str(base) if not isinstance(base, dict) else {k: str(v) for k, v in base.items()},
+        "footage": [c.name for c in footage], "frames": split["frames"],
         "validation_frames": split["validation_frames"], "crop_size": crop_size,
         "steps": {stage: s["steps"] for stage, s in summaries.items()},
         "validation": {stage: {k: s.get(k) for k in ("val_loss_first", "val_loss_best", "best_step")}

@@ -76,9 +76,12 @@ def _track_from_landmarks(landmarks: np.ndarray, fps: float, crop_size: int, fra
 
 def prepare_clip(video: Path, root: Path, out_dir: Path, options: PrepareOptions) -> dict:
     """Prepare one video; returns its metadata (raises on bad input)."""
+    import torch
+
     from ..audio import load_audio_file
     from ..media import VideoFileFrames
 
+    torch.set_num_threads(1)  # one of ``workers`` processes
     speaker = options.speaker or speaker_of(video, root)
     source = VideoFileFrames(video, str(video))
     landmarks = None
@@ -96,13 +99,10 @@ def prepare_source(source, load_wave, key: str, speaker: str, out_dir: Path, opt
                    landmarks: np.ndarray | None = None) -> dict:
     """Prepare one clip from any frame source (a file, frames in memory) and ``load_wave()`` (16 kHz mono, read
     after tracking); ``landmarks``: a puppet's exact mesh instead of tracking. Returns the clip's metadata."""
-    import torch
-
     from .. import stages
     from ..audio import compute_features
     from ..face import warp_to_crops
 
-    torch.set_num_threads(1)
     clips_dir = out_dir / CLIPS_DIR
     t0 = time.perf_counter()
     if landmarks is not None:
