@@ -329,7 +329,9 @@ def cmd_personalize(args) -> int:
     options = PersonalizeOptions(steps=args.steps, minutes=args.minutes, device=args.device,
                                  validation=args.validation, jobs=args.jobs, overwrite=args.overwrite,
                                  resume=args.resume, seed=args.seed, landmarks=args.landmarks,
-                                 tune_decoder=not args.no_decoder, keep_work=args.keep_work)
+                                 tune_decoder=not args.no_decoder, keep_work=args.keep_work,
+                                 vae=None if args.vae is None else str(args.vae), crop_size=args.crop_size,
+                                 renderer_preset=args.renderer_preset)
     start = time.perf_counter()
     record = personalize([Footage(str(v), path=v) for v in args.video], args.out, args.base, options,
                          progress=not args.quiet)
@@ -361,6 +363,12 @@ def _add_personalize(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace the models already in --out")
     p.add_argument("--no-decoder", action="store_true", help="keep the base VAE's decoder as it is")
+    p.add_argument("--vae", type=Path, help="train the renderer anew in the latent space of YOUR VAE (an SD-style "
+                   ".safetensors from ComfyUI/models/vae, or a diffusers AutoencoderKL folder): real footage at real "
+                   "resolution, on a GPU (give --steps in the tens of thousands or --minutes)")
+    p.add_argument("--crop-size", type=int, default=256, help="face crop size with --vae: 256 or 512 px")
+    p.add_argument("--renderer-preset", default="full", choices=("full", "demo"),
+                   help="the renderer's size with --vae: full (the paper's) or demo (small, CPU)")
     p.add_argument("--keep-work", action="store_true", help="keep the prepared footage, checkpoints and logs")
     p.add_argument("--landmarks", default="track", choices=("track", "auto"),
                    help="track the face (default) or read a puppet clip's exact mesh (.truth.npz; tests)")

@@ -209,8 +209,8 @@ class DemoMedia(io.ComfyNode):
         return _schema(
             "StyleLipSyncDemoMedia", "Demo Media",
             "The demo clips shipped with the pack, so every template runs right after install: a "
-            "puppet speaking (frames, its own sound, fps, and as a VIDEO), new speech to lip-sync it to, and "
-            "another speaker's clip for a style transfer.",
+            "puppet speaking (frames, its own sound, fps, and as a VIDEO), new speech to lip-sync it to, "
+            "another speaker's clip for a style transfer, and more footage of the puppet to personalize on.",
             [],
             [
                 _out(io.Image, "images", "The input clip's frames."),
@@ -220,18 +220,24 @@ class DemoMedia(io.ComfyNode):
                 _out(io.Image, "style_images", "Another speaker's clip: frames."),
                 _out(io.Audio, "style_audio", "Another speaker's clip: its own sound."),
                 _out(io.Video, "video", "The input clip as a VIDEO with its own sound."),
+                _out(io.Video, "footage", "More of the input clip's speaker (two clips, 5.3 s, with their sound): "
+                     "footage to personalize the models on."),
             ],
         )  # fmt: skip
 
     @classmethod
     def execute(cls) -> io.NodeOutput:
         frames, fps = read_video(DEMO_CLIPS / "video.mp4", "demo video")
+        more, _ = read_video(DEMO_CLIPS / "reference.mp4", "demo video")
         style_frames, _ = read_video(DEMO_CLIPS / "other_style.mp4", "demo style clip")
-        own, speech, style = (core_audio.make_audio(*core_audio.read_audio_file(DEMO_CLIPS / f"{name}.wav"))
-                              for name in ("video", "target", "other_style"))  # fmt: skip
+        own, speech, style, more_sound = (core_audio.read_audio_file(DEMO_CLIPS / f"{name}.wav")
+                                          for name in ("video", "target", "other_style", "reference"))  # fmt: skip
+        footage_sound = core_audio.make_audio(np.concatenate([own[0], more_sound[0]], axis=-1), own[1])
+        own, speech, style = (core_audio.make_audio(*sound) for sound in (own, speech, style))
         images = image_out(frames)
         return io.NodeOutput(images, float(fps), own, speech, image_out(style_frames), style,
-                             video_out(images, own, fps))
+                             video_out(images, own, fps),
+                             video_out(image_out(np.concatenate([frames, more])), footage_sound, fps))
 
 
 class TrackFaces(io.ComfyNode):
@@ -766,10 +772,12 @@ class Personalize(io.ComfyNode):
 
             make_room(4 * sum(h.size_bytes() for h in (models.motion, models.renderer, models.vae) if h)
                       + (1 << 30), default_devices()[0])
-            try:
-                record = personalize([Footage("images", frames=pictures, fps=rate, wave=wave)], out, models.files,
-                                     options, Callbacks(progress=progress, before_step=check_interrupted),
-                                     progress=False, inputs=inputs)
+            try:  # ComfyUI runs nodes under inference mode: training needs autograd back
+                with torch.inference_mode(False), torch.enable_grad():
+                    record = personalize([Footage("images", frames=pictures, fps=rate, wave=wave)], out,
+                                         models.files, options,
+                                         Callbacks(progress=progress, before_step=check_interrupted),
+                                         progress=False, inputs=inputs)
             finally:
                 release_cache()
         files = {kind: str(out / MODEL_FILES[kind]) for kind in ("motion", "renderer", "mouth_model", "vae")}

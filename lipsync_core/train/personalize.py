@@ -78,6 +78,11 @@ class PersonalizeOptions:
     tune_decoder: bool = True
     keep_work: bool = False
     stage_steps: dict = field(default_factory=dict)  # per-stage overrides: {"renderer"|"motion"|"vae": steps}
+    # The route to real footage at real resolution: a renderer trained from scratch in the latent space of the
+    # user's own VAE (an SD-style file or a diffusers folder) at ``crop_size`` px, with ``renderer_preset``.
+    vae: str | None = None
+    crop_size: int = 256
+    renderer_preset: str = "full"
 
     def check(self) -> None:
         if self.steps < 1:
@@ -86,6 +91,16 @@ class PersonalizeOptions:
             raise LipSyncInputError(f"--minutes: got {self.minutes}; use a positive number of minutes.")
         if not 0 < self.validation < 0.5:
             raise LipSyncInputError(f"--validation: got {self.validation}; use a share between 0 and 0.5 (e.g. 0.15).")
+        if self.vae is not None:
+            if not Path(self.vae).exists():
+                raise LipSyncInputError(f"--vae: {self.vae} does not exist; give your VAE's .safetensors file (e.g. "
+                                        "ComfyUI/models/vae/...) or a diffusers AutoencoderKL folder.")
+            if self.crop_size < 64 or self.crop_size % 64:
+                raise LipSyncInputError(f"--crop-size: got {self.crop_size}; use 256 or 512 (a multiple of 64).")
+
+    @property
+    def own_vae(self) -> bool:
+        return self.vae is not None
 
     def steps_of(self, stage: str) -> int:
         if stage in self.stage_steps:
@@ -105,9 +120,9 @@ class Callbacks:
 # ----------------------------------------------------------------------------- checks (nothing written)
 
 
-def base_files(base: str | Path | dict) -> dict[str, Path]:
+def base_files(base: str | Path | dict, need_vae: bool = True) -> dict[str, Path]:
     """The base models' files (a folder, or kind -> file as a node's bundle holds them), checked: a VAE is needed
-    (the renderer's latent space)."""
+    (the renderer's latent space) unless the renderer is trained anew in the user's own VAE."""
     from ..weights import check_kind, check_model_folder
 
     if isinstance(base, dict):
@@ -117,22 +132,25 @@ def base_files(base: str | Path | dict) -> dict[str, Path]:
         base = ", ".join(str(p) for p in files.values())
     else:
         files = check_model_folder(base, "--base")
-    if "vae" not in files:
+    if need_vae and "vae" not in files:
         raise LipSyncInputError(f"--base: {base} has no {MODEL_FILES['vae']}; personalize needs the renderer's own VAE "
                                 "in the base folder (the shipped demo models have one).")
     return files
 
 
-def check_base(files: dict[str, Path]) -> dict:
-    """The base models must fit each other and this pack's footage preparation; returns the renderer's config."""
+def check_base(files: dict[str, Path], own_vae: bool = False) -> dict:
+    """The base models must fit each other and this pack's footage preparation; returns the renderer's config
+    (only stage 1 and the mouth model matter when the renderer is trained anew: ``own_vae``)."""
     from ..weights import CONFIG_KEY, read_header
 
-    motion, renderer, vae = (json.loads(read_header(files[k]).get(CONFIG_KEY, "{}"))
-                             for k in ("motion", "renderer", "vae"))
+    motion = json.loads(read_header(files["motion"]).get(CONFIG_KEY, "{}"))
     kind = (motion.get("feature_spec") or {}).get("kind")
     if kind != "logmel":
         raise LipSyncInputError(f"--base: {files['motion']} was trained on '{kind}' audio features; personalize "
                                 "computes log-mel features: use base models trained on them (the demo models are).")
+    if own_vae:
+        return {}
+    renderer, vae = (json.loads(read_header(files[k]).get(CONFIG_KEY, "{}")) for k in ("renderer", "vae"))
     if int(vae.get("latent_channels", -1)) != int(renderer.get("latent_channels", -2)):
         raise LipSyncInputError(
             f"--base: the renderer works on {renderer.get('latent_channels')}-channel latents but {files['vae']} makes "
@@ -247,24 +265,31 @@ def clip_arrays(clip, part: slice) -> dict[str, np.ndarray]:
 
 def stage_configs(options: PersonalizeOptions) -> dict:
     """Each stage's training config: the demo preset's batch, a fine-tuning learning rate, validation every
-    ``log_every`` steps (at most 50), a checkpoint every third of the run or 100 steps (resume)."""
+    ``log_every`` steps (at most 50; 10 for stage 1), a checkpoint every third of the run or 100 steps (resume)."""
     from .motion import MotionTrainConfig
     from .renderer import RendererTrainConfig
     from .vae import VAETrainConfig
 
     cpu = options.device == "cpu"
 
-    def tuned(config, stage: str, lr: float):
+    def tuned(config, stage: str, lr: float, every: int = 50):
         steps = options.steps_of(stage)
         return replace(config, steps=steps, lr=lr, warmup=min(20, max(steps // 10, 1)), seed=options.seed,
-                       log_every=max(1, min(50, steps // 6)), checkpoint_every=max(1, min(100, steps // 3)),
+                       log_every=max(1, min(every, steps // 6)), checkpoint_every=max(1, min(100, steps // 3)),
                        cpu=cpu)
 
+    if options.own_vae:  # from scratch: the preset's learning rate, an EMA for thousands of steps
+        preset = RendererTrainConfig.preset(options.renderer_preset)
+        renderer = tuned(replace(preset, ema_decay=0.999), "renderer", preset.lr)
+    else:
+        renderer = tuned(replace(RendererTrainConfig.preset("demo"), ema_decay=0.99), "renderer", 3e-4)
     return {
         "vae": tuned(replace(VAETrainConfig.preset("demo"), decoder_only=True, max_frames=MAX_DECODER_CROPS), "vae",
                      3e-4),
-        "renderer": tuned(replace(RendererTrainConfig.preset("demo"), ema_decay=0.99), "renderer", 3e-4),
-        "motion": tuned(MotionTrainConfig.preset("demo"), "motion", 2e-4),
+        "renderer": renderer,
+        # Stage 1 overfits a few seconds of one speaker within 50 steps at 2e-4 (held-out loss up from step 50 on,
+        # docs/TRAINING.md): a lower rate, validated every 10 steps, the best kept (the base's when nothing helps).
+        "motion": tuned(MotionTrainConfig.preset("demo"), "motion", 5e-5, every=10),
     }
 
 
@@ -307,7 +332,7 @@ def _image_stages(work: Path, files: dict, configs: dict, options: PersonalizeOp
     summaries = {}
     data = work / "data"
     t0 = time.perf_counter()
-    if options.tune_decoder:
+    if options.tune_decoder and not options.own_vae:
         out = work / "vae"
         if (out / "vae.safetensors").is_file():
             summaries["vae"] = json.loads((out / "vae_run" / "train_summary.json").read_text())
@@ -320,8 +345,9 @@ def _image_stages(work: Path, files: dict, configs: dict, options: PersonalizeOp
         summaries["renderer"] = json.loads((out / "renderer_run" / "train_summary.json").read_text())
     else:
         left = None if seconds is None else max(seconds - (time.perf_counter() - t0), 1.0)
-        summaries["renderer"] = train_renderer(data / "train", out, configs["renderer"], files["vae"],
-                                               files["mouth_model"], resume, progress, init=files["renderer"],
+        summaries["renderer"] = train_renderer(data / "train", out, configs["renderer"], options.vae or files["vae"],
+                                               files["mouth_model"], resume, progress,
+                                               init=None if options.own_vae else files["renderer"],
                                                val_data=data / "val", hooks=_hooks("renderer", callbacks, left))
     return summaries
 
@@ -344,9 +370,9 @@ def personalize(footage: list[Footage], out: str | Path, base: str | Path | dict
     if not footage:
         raise LipSyncInputError("--video: give at least one clip of the person speaking.")
     check_output(out, options)
-    files = base_files(base)
-    renderer_config = check_base(files)
-    crop_size = int(renderer_config["crop_size"])
+    files = base_files(base, need_vae=not options.own_vae)
+    renderer_config = check_base(files, options.own_vae)
+    crop_size = options.crop_size if options.own_vae else int(renderer_config["crop_size"])
     t0 = time.perf_counter()
     work = out / WORK_DIR
     data = work / "data"
@@ -390,7 +416,7 @@ def personalize(footage: list[Footage], out: str | Path, base: str | Path | dict
         "options": {k: v for k, v in asdict(options).items() if k not in ("overwrite", "resume", "keep_work")},
         "seconds": {"prepare": prepare_seconds, "train": round(time.perf_counter() - t_train, 1)},
     }
-    export_models(work, files, out, record, options.tune_decoder)
+    export_models(work, files, out, record, options)
     record["seconds"]["total"] = round(time.perf_counter() - t0, 1)
     (out / RECORD_FILE).write_text(json.dumps(record, indent=1))
     if not options.keep_work:
@@ -405,15 +431,21 @@ def remove_outputs(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def export_models(work: Path, files: dict, out: Path, record: dict, tuned_decoder: bool) -> None:
+def export_models(work: Path, files: dict, out: Path, record: dict, options: PersonalizeOptions) -> None:
     """The models folder: the fine-tuned files (best held-out weights) with ``personalized`` in their metadata,
-    the base's mouth model (its basis is what the models were trained with)."""
+    the base's mouth model (its basis is what the models were trained with); the user's own VAE in the pack's
+    format when the renderer was trained in its latent space."""
     from ..models.io import load_model, save_model
     from ..weights import load_tensors
+    from .vae import load_vae
 
-    trained = {"motion": work / "motion" / "motion.safetensors", "renderer": work / "renderer" / "renderer.safetensors",
-               "vae": work / "vae" / "vae.safetensors" if tuned_decoder else files["vae"]}
+    trained = {"motion": work / "motion" / "motion.safetensors", "renderer": work / "renderer" / "renderer.safetensors"}
+    if not options.own_vae:
+        trained["vae"] = work / "vae" / "vae.safetensors" if options.tune_decoder else files["vae"]
     for kind, path in trained.items():
         extra = {k: v for k, v in load_tensors(path, kind).extra.items() if k != "tensors_sha256"}
         save_model(load_model(path, kind), out / MODEL_FILES[kind], extra={**extra, "personalized": record})
+    if options.own_vae:
+        save_model(load_vae(options.vae).eval(), out / MODEL_FILES["vae"],
+                   extra={"source": str(options.vae), "personalized": record})
     shutil.copyfile(files["mouth_model"], out / MODEL_FILES["mouth_model"])

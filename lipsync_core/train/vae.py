@@ -95,7 +95,8 @@ def build_vae(model_cfg: dict) -> AutoencoderKL:
 
 
 def load_vae(path: str | os.PathLike, device: str | torch.device = "cpu") -> AutoencoderKL:
-    """A diffusers AutoencoderKL from a pack .safetensors (kind 'vae') or a diffusers folder / single file."""
+    """A diffusers AutoencoderKL from a pack .safetensors (kind 'vae'), a diffusers folder, or one SD-style
+    .safetensors file (LDM or diffusers key layout; ``models.sd_vae``)."""
     path = Path(path)
     if path.is_dir():
         if (path / "vae.safetensors").is_file() and not (path / "config.json").is_file():
@@ -104,10 +105,13 @@ def load_vae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Aut
         return AutoencoderKL.from_pretrained(str(sub), local_files_only=True).to(device).eval()
     if not path.is_file():
         raise LipSyncInputError(f"--vae {path}: no such file or folder; give a diffusers AutoencoderKL folder or file.")
-    try:
+    from ..weights import KIND_KEY, read_header
+
+    if KIND_KEY in read_header(path):  # the pack's own format (train-vae, the demo models)
         return load_model(path, "vae", device)
-    except LipSyncInputError:
-        return AutoencoderKL.from_single_file(str(path), local_files_only=True).to(device).eval()
+    from ..models.sd_vae import load_sd_vae
+
+    return load_sd_vae(path, device)  # an SD-style VAE file, LDM or diffusers layout (ComfyUI's models/vae)
 
 
 def lip_masks(crop_points: np.ndarray, crop_size: int, margin: float) -> np.ndarray:

@@ -80,6 +80,17 @@ NOTE_STYLE = (
     "with its own audio) is the style reference instead of the video itself. Style strength 0 gives the "
     "model's generic style, 1 the style clip's.\n\n" + DEMO_MEDIA + "\n\n" + MODELS_NOTE
 )
+NOTE_PERSONALIZE = (
+    "StyleLipSync personalize, then lip-sync\n\n"
+    "Personalize fine-tunes the models on footage of the person you dub (here the demo puppet's 5.3 s; with your "
+    "own, a minute or more of the person speaking helps): it learns this face and this person's lip movements, "
+    "then the all-in-one node lip-syncs the clip to new speech with the personalized models. The models are saved "
+    "in ComfyUI/models/stylelipsync/<name>/ (Load Models lists them after a refresh); running again with the same "
+    "inputs loads them instead of training. Steps: 300 take about 3 minutes on a 2-core CPU (the node's default, "
+    "1200, about 10 and renders better); the progress bar counts the steps and Cancel stops between two.\n\n"
+    + DEMO_MEDIA
+)
+PERSONALIZE_STEPS = 300  # the example's budget: a few minutes on a CPU (the node's default is the 10-minute one)
 
 
 def _save(prefix: str, pos: list[int]) -> dict[str, Any]:
@@ -173,6 +184,22 @@ SPECS: dict[str, dict[str, Any]] = {
         "links": [
             [2, 0, 3, "models"], [1, 0, 3, "images"], [1, 3, 3, "audio"], [1, 1, 3, "fps"],
             [1, 4, 3, "style_images"], [1, 5, 3, "style_audio"], [3, 4, 4, "video"],
+        ],  # fmt: skip
+    },
+    "stylelipsync_5_personalize": {
+        "nodes": [
+            {"type": "Note", "pos": [40, 40], "size": [400, 360], "widgets": {"text": NOTE_PERSONALIZE}},  # 0
+            {"type": "StyleLipSyncDemoMedia", "pos": [40, 440], "size": [300, 280]},  # 1
+            {"type": "StyleLipSyncLoadModels", "pos": [480, 40], "size": [360, 160], "widgets": MODEL_WIDGETS},  # 2
+            {"type": "StyleLipSyncPersonalize", "pos": [480, 260], "size": [360, 330],
+             "widgets": {"name": "demo_person", "steps": PERSONALIZE_STEPS}},  # 3
+            {"type": "StyleLipSyncLipSync", "pos": [880, 40], "size": [340, 500], "widgets": FAST},  # 4
+            _save("stylelipsync/personalized", [1260, 40]),  # 5
+            {"type": "PreviewAny", "pos": [880, 580], "size": [340, 200]},  # 6
+        ],  # fmt: skip
+        "links": [
+            [2, 0, 3, "models"], [1, 7, 3, "video"], [3, 0, 4, "models"], [1, 6, 4, "video"], [1, 3, 4, "audio"],
+            [4, 4, 5, "video"], [3, 1, 6, 0],
         ],  # fmt: skip
     },
 }
