@@ -720,8 +720,12 @@ class Personalize(io.ComfyNode):
                 overwrite: bool, images: torch.Tensor | None = None, audio: Audio | None = None,
                 video_info: VideoInfo | None = None, video: VideoInput | None = None) -> io.NodeOutput:
         import hashlib
+        import importlib.util
         import json
 
+        if importlib.util.find_spec("accelerate") is None:  # the training loops' package (requirements.txt)
+            raise LipSyncInputError("Personalize: the accelerate package is missing; install the pack's requirements "
+                                    "into ComfyUI's Python (pip install -r requirements.txt) and restart ComfyUI.")
         from ..lipsync_core.train.personalize import (
             Callbacks,
             Footage,
