@@ -685,7 +685,8 @@ class Personalize(io.ComfyNode):
                 io.String.Input("name", default="personal", tooltip="Folder name under models/stylelipsync."),
                 io.Int.Input("steps", default=DEFAULT_STEPS, min=1, max=1_000_000,
                              tooltip="Renderer training steps (stage 1 and the VAE decoder take fixed shares). "
-                             f"{DEFAULT_STEPS} take about 10 minutes on a 2-core CPU."),
+                             f"{DEFAULT_STEPS} take about 12 minutes on a 2-core CPU (10 from the command line, "
+                             "which trains stage 1 in a second process)."),
                 io.Float.Input("minutes", default=0.0, min=0.0, max=10_000.0, step=0.5,
                                tooltip="Wall-clock budget (0 = none): training stops then, the best checkpoints kept."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the training samples."),

@@ -148,3 +148,15 @@ def test_base_models_that_do_not_fit_are_refused(tmp_path):
     with pytest.raises(LipSyncInputError, match="--base: .* has no vae.safetensors"):
         personalize(footage(), tmp_path / "out", base, options())
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_time_budget_stops_every_stage_and_still_writes_a_folder(tmp_path):
+    """--minutes: each stage stops at its share of the clock; the best held-out weights so far are exported."""
+    from lipsync_core.models.bundle import LipSyncModels
+
+    opts = PersonalizeOptions(jobs=1, landmarks="auto", minutes=0.02, steps=1000)
+    record = personalize(footage(), tmp_path / "models", DEMO_MODELS, opts, progress=False)
+    assert record["stopped_by_time"] == ["motion", "renderer", "vae"]
+    assert record["steps"]["renderer"] < 1000 and record["steps"]["motion"] < 500
+    LipSyncModels.from_folder(tmp_path / "models")

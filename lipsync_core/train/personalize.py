@@ -50,6 +50,7 @@ MAX_DECODER_CROPS = 4096
 DEFAULT_STEPS = 1200
 STAGE_SHARES = {"vae": 1 / 3, "motion": 0.5}
 DECODER_TIME_SHARE = 0.25  # of a wall-clock budget, for the decoder (the renderer lane's first stage)
+ONE_LANE_IMAGE_SHARE = 0.7  # with one lane (the node), decoder + renderer's share of a wall-clock budget
 
 
 @dataclass(frozen=True)
@@ -402,9 +403,11 @@ def personalize(footage: list[Footage], out: str | Path, base: str | Path | dict
 
         summaries["motion"] = _beside(here, _motion_stage, (work, files, configs["motion"], resume, seconds),
                                       lane_threads(options.jobs))
-    else:
-        summaries = _image_stages(work, files, configs, options, resume, seconds, callbacks, progress)
-        summaries["motion"] = _motion_stage(work, files, configs["motion"], resume, seconds, None, progress, callbacks)
+    else:  # one lane: the image stages get ONE_LANE_IMAGE_SHARE of a time budget, stage 1 what is left
+        image_seconds = None if seconds is None else seconds * ONE_LANE_IMAGE_SHARE
+        summaries = _image_stages(work, files, configs, options, resume, image_seconds, callbacks, progress)
+        left = None if seconds is None else max(seconds - (time.perf_counter() - t_train), 1.0)
+        summaries["motion"] = _motion_stage(work, files, configs["motion"], resume, left, None, progress, callbacks)
     record = {
         "inputs": inputs, "base": str(base) if not isinstance(base, dict) else {k: str(v) for k, v in base.items()},
         "footage": [c.name for c in footage], "frames": split["frames"],

@@ -86,11 +86,12 @@ NOTE_PERSONALIZE = (
     "own, a minute or more of the person speaking helps): it learns this face and this person's lip movements, "
     "then the all-in-one node lip-syncs the clip to new speech with the personalized models. The models are saved "
     "in ComfyUI/models/stylelipsync/<name>/ (Load Models lists them after a refresh); running again with the same "
-    "inputs loads them instead of training. Steps: 300 take about 3 minutes on a 2-core CPU (the node's default, "
-    "1200, about 10 and renders better); the progress bar counts the steps and Cancel stops between two.\n\n"
+    "inputs loads them instead of training. Steps: 100 here, about a minute on a 2-core CPU, to show the chain; "
+    "the node's default, 1200 (about 12 minutes), renders better. The progress bar counts the steps and Cancel "
+    "stops between two.\n\n"
     + DEMO_MEDIA
 )
-PERSONALIZE_STEPS = 300  # the example's budget: a few minutes on a CPU (the node's default is the 10-minute one)
+PERSONALIZE_STEPS = 100  # the example's budget: about a minute on a CPU (the node's default is the 12-minute one)
 
 
 def _save(prefix: str, pos: list[int]) -> dict[str, Any]:
