@@ -689,7 +689,9 @@ class Personalize(io.ComfyNode):
                              "which trains stage 1 in a second process)."),
                 io.Float.Input("minutes", default=0.0, min=0.0, max=10_000.0, step=0.5,
                                tooltip="Wall-clock budget (0 = none): training stops then, the best checkpoints kept."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the training samples."),
+                # not named "seed": the frontend would add "randomize after run", and every run would retrain
+                io.Int.Input("training_seed", default=0, min=0, max=2**31 - 1, control_after_generate=False,
+                             tooltip="Seed of the training samples (fixed: another value trains again)."),
                 io.Boolean.Input("overwrite", default=False,
                                  tooltip="Replace a folder of that name made from other inputs (never silently)."),
                 video_info_input(),
@@ -717,8 +719,8 @@ class Personalize(io.ComfyNode):
             return "absent"
 
     @classmethod
-    def execute(cls, models: LipSyncModelBundle, fps: float, name: str, steps: int, minutes: float, seed: int,
-                overwrite: bool, images: torch.Tensor | None = None, audio: Audio | None = None,
+    def execute(cls, models: LipSyncModelBundle, fps: float, name: str, steps: int, minutes: float,
+                training_seed: int, overwrite: bool, images: torch.Tensor | None = None, audio: Audio | None = None,
                 video_info: VideoInfo | None = None, video: VideoInput | None = None) -> io.NodeOutput:
         import hashlib
         import importlib.util
@@ -749,12 +751,12 @@ class Personalize(io.ComfyNode):
         rate = rate or resolve_fps(("fps", fps), ("video_info", video_info))
         wave = mono_16k(sound)
         out = cls.folder(name)
-        options = PersonalizeOptions(steps=int(steps), minutes=float(minutes) or None, seed=int(seed), jobs=1,
+        options = PersonalizeOptions(steps=int(steps), minutes=float(minutes) or None, seed=int(training_seed), jobs=1,
                                      overwrite=bool(overwrite), device=str(default_devices()[0]))
         digest = hashlib.sha256()
         for part in (pictures, wave):
             digest.update(np.ascontiguousarray(part).tobytes())
-        digest.update(json.dumps([rate, models.files, steps, options.minutes, seed, bundle_fingerprint(
+        digest.update(json.dumps([rate, models.files, steps, options.minutes, training_seed, bundle_fingerprint(
             *(models.files.get(k, NO_VAE) for k in ("motion", "renderer", "mouth_model", "vae")))]).encode())
         inputs = digest.hexdigest()
         record_path = out / RECORD_FILE

@@ -226,7 +226,7 @@ def _personalize_call(tmp_path: Path) -> list[dict[str, Any]]:
     from StyleLipSync.nodes import host
 
     host.SAVE_ROOT = tmp_path
-    return [{"models": _samples()["models"], "name": "person", "steps": 2, "minutes": 0.0, "seed": 0,
+    return [{"models": _samples()["models"], "name": "person", "steps": 2, "minutes": 0.0, "training_seed": 0,
              "overwrite": False, **demo_footage()}]
 
 

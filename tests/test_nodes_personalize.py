@@ -18,7 +18,7 @@ STEPS = 6  # renderer 6, stage 1 3, decoder 2
 
 def inputs(**more) -> dict:
     demo = run("StyleLipSyncLoadModels", "demo (shipped)", "demo (shipped)", "demo (shipped)", "demo (shipped)")[0]
-    return {"models": demo, "name": "person", "steps": STEPS, "minutes": 0.0, "seed": 0, "overwrite": False,
+    return {"models": demo, "name": "person", "steps": STEPS, "minutes": 0.0, "training_seed": 0, "overwrite": False,
             **demo_footage(), **more}
 
 
@@ -58,7 +58,7 @@ def test_personalize_node_trains_saves_and_its_models_render(save_root, monkeypa
     assert again.files == bundle.files
     # Other inputs under the same name: refused unless overwrite.
     with pytest.raises(LipSyncInputError, match=r"^name: .*overwrite"):
-        run("StyleLipSyncPersonalize", **inputs(seed=1))
+        run("StyleLipSyncPersonalize", **inputs(training_seed=1))
 
 
 @pytest.mark.slow
