@@ -285,8 +285,8 @@ def stage_configs(options: PersonalizeOptions) -> dict:
     else:
         renderer = tuned(replace(RendererTrainConfig.preset("demo"), ema_decay=0.99), "renderer", 3e-4)
     return {
-        "vae": tuned(replace(VAETrainConfig.preset("demo"), decoder_only=True, max_frames=MAX_DECODER_CROPS), "vae",
-                     3e-4),
+        "vae": tuned(replace(VAETrainConfig.preset("demo"), train_encoder=False, max_frames=MAX_DECODER_CROPS),
+                     "vae", 3e-4),
         "renderer": renderer,
         # Stage 1 overfits a few seconds of one speaker within 50 steps at 2e-4 (held-out loss up from step 50 on,
         # docs/TRAINING.md): a lower rate, validated every 10 steps, the best kept (the base's when nothing helps).
@@ -339,8 +339,9 @@ def _image_stages(work: Path, files: dict, configs: dict, options: PersonalizeOp
             summaries["vae"] = json.loads((out / "vae_run" / "train_summary.json").read_text())
         else:
             budget = None if seconds is None else seconds * DECODER_TIME_SHARE
-            summaries["vae"] = train_vae(data / "train", out, configs["vae"], resume, progress, init=files["vae"],
-                                         val_data=data / "val", hooks=_hooks("vae", callbacks, budget))
+            config = replace(configs["vae"], init=str(files["vae"]), model=vae_model(files["vae"]))
+            summaries["vae"] = train_vae(data / "train", out, config, resume, progress, val_data=data / "val",
+                                         hooks=_hooks("vae", callbacks, budget))
     out = work / "renderer"
     if (out / "renderer.safetensors").is_file():
         summaries["renderer"] = json.loads((out / "renderer_run" / "train_summary.json").read_text())
@@ -351,6 +352,15 @@ def _image_stages(work: Path, files: dict, configs: dict, options: PersonalizeOp
                                                init=None if options.own_vae else files["renderer"],
                                                val_data=data / "val", hooks=_hooks("renderer", callbacks, left))
     return summaries
+
+
+def vae_model(path: Path) -> dict:
+    """The ``VAETrainConfig.model`` of a pack VAE file (its own architecture: the base may not be the demo's)."""
+    from ..weights import CONFIG_KEY, read_header
+
+    config = json.loads(read_header(path).get(CONFIG_KEY, "{}"))
+    keys = ("latent_channels", "block_out_channels", "layers_per_block", "norm_num_groups", "mid_block_add_attention")
+    return {k: config[k] for k in keys if k in config}
 
 
 # ----------------------------------------------------------------------------- the whole run
