@@ -18,7 +18,8 @@ from .audio.features import CONTEXT, N_MELS
 from .face import FaceTracker, warp_to_crops
 from .media import FrameSource
 from .models.bundle import LipSyncModels
-from .render.codec import LatentCodec
+from .render.cache import RenderCache
+from .render.codec import LatentCodec, codec_identity
 from .render.conditioning import choose_reference_frames
 from .render.frames import CropGenerator, FrameRenderer, Stopwatch
 from .render.settings import RenderSettings
@@ -148,21 +149,30 @@ def render(
     step_callback: Callable[[int], None] | None = None,
     stopwatch: Stopwatch | None = None,
     generate: CropGenerator | None = None,
+    cache: RenderCache | None = None,
 ) -> Iterator[RenderedChunk]:
     """Stage 2 over the output frames, one chunk at a time (the project's only chunk loop).
 
     ``frame_indices``: the source frame of each output frame (after a length policy; default one each).
     Chunks hold whole render blocks (:meth:`RenderSettings.io_chunk`), so the chunk size changes memory,
-    never a frame. ``generate`` replaces the networks (the fidelity benchmark's rows).
+    never a frame. ``generate`` replaces the networks (the fidelity benchmark's rows). ``cache``: the
+    seed-independent work of an earlier render of this job, reused (bit-identical; :mod:`render.cache`) and
+    kept for the next one; emptied first when the job differs.
     """
     settings = settings or RenderSettings()
     clock = stopwatch or Stopwatch()
     frame_indices = np.arange(len(analysis)) if frame_indices is None else np.asarray(frame_indices)
     crop_size = models.renderer.config.crop_size
+    codec = models.codec(codec)
+    if cache is not None:  # everything the seed-independent work depends on
+        cache.bind(renderer=models.renderer, mouth=models.mouth, codec=codec_identity(codec),
+                   device=str(next(models.renderer.parameters()).device), analysis=analysis, motion=motion,
+                   source=source, frame_indices=frame_indices, precision=settings.precision,
+                   reference_images=settings.reference_images, render_batch=settings.render_batch)
     with clock("reference encode"):
         refs, openness = appearance_references(source, analysis, settings.reference_images, crop_size)
-        renderer = FrameRenderer(models, models.codec(codec), analysis, motion, frame_indices, refs, settings,
-                                 stopwatch=clock, reference_openness=openness)
+        renderer = FrameRenderer(models, codec, analysis, motion, frame_indices, refs, settings,
+                                 stopwatch=clock, reference_openness=openness, cache=cache)
     total, chunk = len(frame_indices), settings.io_chunk()
     for start in range(0, total, chunk):
         before_chunk()

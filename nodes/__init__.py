@@ -12,7 +12,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from .host import host_module, register_model_folder
 from .lipsync_nodes import NODES
-from .models import MODEL_CACHE, PREPARED
+from .models import MODEL_CACHE, PREPARED, render_reuse
 
 ROUTE_PREFIX = "/stylelipsync"
 NODE_CLASS_MAPPINGS: dict[str, type[io.ComfyNode]] = {n.GET_SCHEMA().node_id: n for n in NODES}
@@ -21,7 +21,8 @@ NODE_CLASS_MAPPINGS: dict[str, type[io.ComfyNode]] = {n.GET_SCHEMA().node_id: n 
 
 def register_routes() -> bool:
     """``GET /stylelipsync/cache``: the model cache's entries and load counts, and the all-in-one node's reuse
-    of its work before rendering, so a user or a test can see that a second run read no model file."""
+    of its work before rendering ("prepared") and of the render's seed-independent work ("render", in blocks),
+    so a user or a test can see that a second run read no model file and encoded no crop again."""
     server = host_module("server")
     instance = getattr(getattr(server, "PromptServer", None), "instance", None)
     web = host_module("aiohttp.web")
@@ -30,7 +31,8 @@ def register_routes() -> bool:
 
     async def cache_stats(request):
         return web.json_response({**MODEL_CACHE.stats(), "prepared": {"hits": PREPARED.hits,
-                                                                     "misses": PREPARED.misses}})
+                                                                     "misses": PREPARED.misses},
+                                  "render": render_reuse()})
 
     instance.routes.get(f"{ROUTE_PREFIX}/cache")(cache_stats)
     return True

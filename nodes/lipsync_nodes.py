@@ -15,6 +15,7 @@ from comfy_api.latest import io
 
 from ..lipsync_core import audio as core_audio
 from ..lipsync_core.media import ArrayFrames, read_video
+from ..lipsync_core.render.cache import RenderCache
 from ..lipsync_core.render.settings import RenderSettings
 from ..lipsync_core.train.personalize import INPUTS_FILE, RECORD_FILE, WORK_DIR  # light: numpy and types
 from ..lipsync_core.types import (
@@ -496,11 +497,11 @@ def _settings(sampler: str, steps: int, seed: int, chunk_size: int, color_match:
 
 
 def _render(cls: type[io.ComfyNode], bundle: LipSyncModelBundle, analysis: FaceAnalysis, motion: LipMotion,
-            source: ArrayFrames,
-            frame_indices: np.ndarray | None, settings: RenderSettings, vae: ComfyVAE | None) -> tuple[np.ndarray,
-            np.ndarray]:
+            source: ArrayFrames, frame_indices: np.ndarray | None, settings: RenderSettings, vae: ComfyVAE | None,
+            cache: RenderCache | None = None) -> tuple[np.ndarray, np.ndarray]:
     """stages.render under ComfyUI's progress bar, Cancel (between chunks and denoising steps) and model
-    management (which may move the models between chunks)."""
+    management (which may move the models between chunks); ``cache``: the job's seed-independent render work
+    kept from its last run (lipsync_core.render.cache)."""
     from ..lipsync_core import stages
 
     codec = codec_for(bundle, vae)
@@ -515,7 +516,7 @@ def _render(cls: type[io.ComfyNode], bundle: LipSyncModelBundle, analysis: FaceA
         return stages.concat(stages.render(
             bundle.ready(), analysis, motion, source, frame_indices, settings, codec,
             progress=lambda done, _total: bar.set(done), before_chunk=before_chunk,
-            step_callback=lambda _step: check_interrupted(),
+            step_callback=lambda _step: check_interrupted(), cache=cache,
         ))  # fmt: skip
 
 
@@ -570,7 +571,8 @@ class LipSync(io.ComfyNode):
             "The whole job in one node: a VIDEO (or frames + fps) and new audio -> the lip-synced "
             "VIDEO (for Save Video), its frames and the audio cut to match. The style reference is the video "
             "itself with its own audio unless a style clip is connected. A second run that changes only the "
-            "seed, sampler or steps re-renders only.",
+            "seed, sampler or steps re-renders only (the crops' latents and mouth maps are kept too: it only "
+            "denoises, decodes and pastes back).",
             [
                 models_input(),
                 io.Image.Input("images", optional=True, tooltip="The video frames (or connect a VIDEO instead)."),
@@ -622,7 +624,7 @@ class LipSync(io.ComfyNode):
 
         from ..lipsync_core import pipeline
 
-        def prepare() -> tuple[ArrayFrames, pipeline.Prepared]:
+        def prepare() -> tuple[ArrayFrames, pipeline.Prepared, RenderCache]:
             frames, rate, own = images, None, video_audio
             if video is not None:
                 frames, video_fps, own = video_parts(video)
@@ -646,18 +648,19 @@ class LipSync(io.ComfyNode):
                                           tracker_options=tracker_options(no_face, max_gap_seconds, source.fps,
                                                                           default_devices()[0]))
             with comfy_attention_installed():
-                return source, pipeline.prepare(source, wave, models.ready(), style_video, style_wave, options,
-                                                progress=lambda _stage, done, total: bar.set(done, total),
-                                                before_chunk=check_interrupted)  # fmt: skip
+                job = pipeline.prepare(source, wave, models.ready(), style_video, style_wave, options,
+                                       progress=lambda _stage, done, total: bar.set(done, total),
+                                       before_chunk=check_interrupted)  # fmt: skip
+            return source, job, RenderCache()  # the render's seed-independent work, kept with the job
 
         # everything but the render widgets and the VAE decides the work before rendering
-        source, job = PREPARED.get({
+        source, job, render_cache = PREPARED.get({
             "models": models, "images": images, "video": video, "audio": audio, "fps": fps, "video_info": video_info,
             "video_audio": video_audio, "style_images": style_images, "style_audio": style_audio,
             "style_fps": style_fps, "length_policy": length_policy, "style_strength": float(style_strength),
             "no_face": no_face, "max_gap_seconds": float(max_gap_seconds)}, prepare)  # fmt: skip
         out, masks = _render(cls, models, job.analysis, job.motion, source, job.matched.frame_indices,
-                             _settings(sampler, steps, seed, chunk_size), vae)
+                             _settings(sampler, steps, seed, chunk_size), vae, render_cache)
         frames_out = image_out(out)
         new_audio = audio_of_duration(audio, len(out) / source.fps)
         return io.NodeOutput(frames_out, new_audio, torch.from_numpy(masks.astype(np.float32)), float(source.fps),

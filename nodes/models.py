@@ -373,7 +373,24 @@ class RunMemo:
                 self._entries.popitem(last=False)
         return result
 
+    def results(self) -> list[Any]:
+        """The kept results, oldest first."""
+        with self._lock:
+            return [result for _held, result in self._entries.values()]
+
 
 PREPARED = RunMemo()
-"""The all-in-one node's tracking, analysis, length match and stage-1 results of its latest runs."""
+"""The all-in-one node's tracking, analysis, length match and stage-1 results of its latest runs, each with
+the render's seed-independent work (a lipsync_core RenderCache, at most RENDER_CACHE_MB each)."""
+
+
+def render_reuse() -> dict[str, int]:
+    """The all-in-one node's render caches together: blocks reused (hits), computed (misses), not kept (over
+    the bound) and bytes held."""
+    total = {"hits": 0, "misses": 0, "over_budget": 0, "bytes": 0}
+    for result in PREPARED.results():
+        stats = result[-1].stats()
+        for key in total:
+            total[key] += stats[key]
+    return total
 

@@ -192,9 +192,11 @@ def test_audio_encoder_output_is_aligned_but_refused_by_a_logmel_model():
 
 def test_a_seed_change_on_the_all_in_one_node_reuses_the_work_before_rendering():
     """Same input objects (as ComfyUI hands them when nothing upstream ran again), another seed: tracking,
-    analysis and stage 1 are reused (a memo hit), the frames are rendered again; another style strength, or an
-    input changed in place, is a miss. Under inference mode, as the host runs nodes (no version counters)."""
-    from StyleLipSync.nodes.models import PREPARED
+    analysis and stage 1 are reused (a memo hit), and the render's work before the noise (its RenderCache);
+    the frames are denoised again, and the first seed again gives the first frames exactly; another style
+    strength, or an input changed in place, is a miss. Under inference mode, as the host runs nodes (no version
+    counters)."""
+    from StyleLipSync.nodes.models import PREPARED, render_reuse
 
     s = sample()
     call = {"models": s["models"], "fps": FPS, "length_policy": "trim_to_video", "style_strength": 0.9,
@@ -203,9 +205,13 @@ def test_a_seed_change_on_the_all_in_one_node_reuses_the_work_before_rendering()
         images, audio = s["images"].clone(), {**s["audio"]}
         first = run("StyleLipSyncLipSync", images=images, audio=audio, video_audio=audio, **call)
         hits, misses = PREPARED.hits, PREPARED.misses
+        reused = render_reuse()["hits"]
         second = run("StyleLipSyncLipSync", images=images, audio=audio, video_audio=audio, **{**call, "seed": 2})
         assert (PREPARED.hits, PREPARED.misses) == (hits + 1, misses)
+        assert render_reuse()["hits"] > reused  # the crops' latents and mouth maps were not computed again
         assert not torch.equal(first[0], second[0]) and first[0].shape == second[0].shape
+        again = run("StyleLipSyncLipSync", images=images, audio=audio, video_audio=audio, **call)
+        assert torch.equal(first[0], again[0]) and torch.equal(first[2], again[2])  # reuse changes no pixel
         run("StyleLipSyncLipSync", images=images, audio=audio, video_audio=audio, **{**call, "style_strength": 0.8})
         assert PREPARED.misses == misses + 1
     images = s["images"].clone()

@@ -115,3 +115,77 @@ def test_stages_one_by_one_are_the_whole_job(models, video):
     assert len(frames) == result.num_frames == 16
     assert np.array_equal(frames, np.concatenate(outputs))
     assert np.array_equal(job.motion.params, result.motion.params)
+
+
+@pytest.fixture(scope="module")
+def copy_path_models(models):
+    """The tiny models with a renderer that also takes the aligned reference (copy path) and is guided."""
+    import torch
+
+    from lipsync_core.models.renderer import LipRenderUNet
+
+    torch.manual_seed(4)
+    renderer = LipRenderUNet.from_config({**models.renderer.config, "reference_concat": True,
+                                          "motion_dropout": 0.1}).eval()  # fmt: skip
+    return dataclasses.replace(models, renderer=renderer)
+
+
+@pytest.mark.parametrize("which", ["models", "copy_path_models"])
+def test_a_render_cache_reuses_the_work_before_the_noise_bit_for_bit(which, request, analysis, video):
+    """A seed, sampler or step change with the job's RenderCache denoises only (every block's latents and mouth
+    map reused) and gives exactly the frames a render without the cache gives; any chunk size hits the same
+    blocks (they are aligned to the output index)."""
+    from lipsync_core.render.cache import RenderCache
+
+    models = request.getfixturevalue(which)
+    feats = stages.audio_features(speechlike(12 / FPS), FPS, 12, models.feature_spec)
+    motion = stages.predict_motion(models, feats, None)
+    source = ArrayFrames(video, FPS)
+
+    def render(cache=None, **changes):
+        settings = RenderSettings(**{"steps": 2, "chunk_size": 8, "seed": 1, **changes})
+        return stages.concat(stages.render(models, analysis, motion, source, settings=settings, cache=cache))
+
+    cache = RenderCache()
+    first = render(cache)
+    assert cache.stats()["hits"] == 0 and cache.stats()["misses"] == 2 and cache.stats()["blocks"] == 2
+    assert 0 < cache.bytes <= cache.max_bytes
+    for changes in ({"seed": 2}, {"seed": 2, "chunk_size": 16}, {"sampler": "euler", "steps": 3},
+                    {"seed": 1, "chunk_size": 4}, {"guidance": 1.5, "guided_steps": 1.0}):
+        hits = cache.hits
+        cached, plain = render(cache, **changes), render(**changes)
+        assert cache.hits == hits + 2 and cache.misses == 2, changes  # both blocks reused, none encoded again
+        assert np.array_equal(cached[0], plain[0]) and np.array_equal(cached[1], plain[1]), changes
+    assert np.array_equal(first[0], render()[0])
+    assert not np.array_equal(first[0], render(cache, seed=2)[0])  # the seed still decides the noise
+
+
+def test_a_render_cache_is_bounded_and_never_stale(models, analysis, video):
+    """Past its bound a cache keeps no more blocks (those are computed each time, as without it: the same
+    frames); another job (motion, precision, render batch) empties it first."""
+    from lipsync_core.render.cache import RenderCache
+
+    source = ArrayFrames(video, FPS)
+    feats = stages.audio_features(speechlike(12 / FPS), FPS, 12, models.feature_spec)
+    motion = stages.predict_motion(models, feats, None)
+    other = stages.predict_motion(models, feats, None, mouth_scale=1.5)
+
+    def render(cache=None, motion=motion, **changes):
+        settings = RenderSettings(**{"steps": 2, "chunk_size": 4, "seed": 3, **changes})
+        return stages.concat(stages.render(models, analysis, motion, source, settings=settings, cache=cache))[0]
+
+    probe = RenderCache()
+    render(probe)
+    small = RenderCache(max_bytes=probe.bytes - 1)  # room for the first block, not for both
+    render(small)
+    assert small.stats()["blocks"] == 1 and small.over_budget == 1 and 0 < small.bytes < probe.bytes
+    assert np.array_equal(render(small, seed=4), render(seed=4)) and small.hits == 1
+    nothing = RenderCache(max_bytes=0)
+    assert np.array_equal(render(nothing), render()) and nothing.bytes == 0 and nothing.hits == 0
+
+    cache = RenderCache()
+    render(cache)
+    for changes in ({"motion": other}, {"precision": "bf16"}, {"render_batch": 4}):
+        misses = cache.misses
+        assert np.array_equal(render(cache, **changes), render(**changes)), changes
+        assert cache.misses > misses, changes  # emptied: computed afresh for the new job

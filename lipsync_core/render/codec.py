@@ -52,6 +52,13 @@ class DiffusersVAECodec:
         return ((x.float() + 1.0) / 2.0).clamp(0, 1).permute(0, 2, 3, 1)
 
 
+def codec_identity(codec: LatentCodec) -> tuple:
+    """What decides a codec's latents: the autoencoder it wraps (a codec is made afresh per render) and its
+    scaling."""
+    return (type(codec).__name__, getattr(codec, "vae", codec), getattr(codec, "scale", None),
+            getattr(codec, "shift", None))
+
+
 def check_codec(codec: LatentCodec, latent_channels: int, what: str = "vae") -> None:
     """A VAE whose latent channels differ from the renderer's is refused with the fix."""
     if int(codec.latent_channels) != int(latent_channels):

@@ -16,6 +16,7 @@ from ..models.bundle import LipSyncModels, check_framing
 from ..models.precision import autocast_context
 from ..motion import MOUTH_INDICES, MouthModel, mouth_opening
 from ..types import FaceAnalysis, LipMotion
+from .cache import BlockInputs, ReferenceInputs, RenderCache
 from .codec import LatentCodec
 from .conditioning import (
     mask_lower_half,
@@ -55,7 +56,9 @@ class FrameRenderer:
     """Stage 2 for chunks of frames: crop, mask, encode, sample the lower half, decode, paste back.
 
     Everything shared by all chunks (reference features, the one initial noise, the motion
-    windows) is computed once here, so the chunk size never changes the result.
+    windows) is computed once here, so the chunk size never changes the result. Per block, the work
+    before the noise (:meth:`block_inputs`) is apart from the denoising (:meth:`sample`): a
+    :class:`~.cache.RenderCache` keeps the former for a re-render with another seed.
     """
 
     models: LipSyncModels
@@ -67,6 +70,9 @@ class FrameRenderer:
     settings: RenderSettings = field(default_factory=RenderSettings)
     stopwatch: Stopwatch = field(default_factory=Stopwatch)
     reference_openness: np.ndarray | None = None  # (k,) mouth opening of each reference; None: measured here
+    # The seed-independent work of an earlier render of the same job, bound to its inputs by the caller
+    # (stages.render): reused and filled here. None: everything is computed.
+    cache: RenderCache | None = None
 
     def __post_init__(self) -> None:
         renderer = self.models.renderer
@@ -77,20 +83,33 @@ class FrameRenderer:
         self.windows = torch.from_numpy(
             motion_windows(self.motion.params, self.analysis.identity, self.analysis.rotations[src], cfg.motion_window)
         )
+        reference = None if self.cache is None else self.cache.reference
+        if reference is None:
+            reference = self.encode_references()
+            if self.cache is not None:
+                self.cache.reference = reference
+        self.reference_latents, self.reference_features = reference.latents, reference.features
+        self.aligned_reference = reference.aligned
+        c, h, w = self.reference_latents.shape[1:]
+        self.noise = shared_noise((c, h, w), self.settings.seed, self.device)  # the only input the seed decides
+        settings = self.settings  # the steps at or above this timestep are guided (fixed for the job)
+        self.guided_down_to = last_guided_timestep(settings.sampler, settings.steps, settings.guided_steps)
+
+    def encode_references(self) -> ReferenceInputs:
+        """The appearance references' latents and features, and (copy path) the reference nearest each output
+        frame's driving opening: shared by every chunk, independent of the seed."""
+        renderer = self.models.renderer
         with torch.inference_mode(), autocast_context(self.device, self.settings.precision):
             ref = torch.from_numpy(np.ascontiguousarray(self.reference_crops, dtype=np.float32))
             ref_latents = self.codec.encode(ref).to(self.device)
-            self.reference_features = renderer.encode_reference(ref_latents[None])
-        c, h, w = ref_latents.shape[1:]
-        self.noise = shared_noise((c, h, w), self.settings.seed, self.device)
-        self.reference_latents = ref_latents
-        if cfg.reference_concat:  # the copy path: per output frame, the reference nearest its driving opening
+            features = renderer.encode_reference(ref_latents[None])
+        aligned = None
+        if renderer.config.reference_concat:  # the copy path: per output frame, the reference nearest its opening
             if self.reference_openness is None:
                 self.reference_openness = crop_openness(self.reference_crops, self.models.mouth)
             driving = self.models.mouth.opening(self.motion.params, self.analysis.neutral)
-            self.aligned_reference = nearest_by_opening(self.reference_openness, driving)
-        settings = self.settings  # the steps at or above this timestep are guided (fixed for the job)
-        self.guided_down_to = last_guided_timestep(settings.sampler, settings.steps, settings.guided_steps)
+            aligned = nearest_by_opening(self.reference_openness, driving)
+        return ReferenceInputs(ref_latents, features, aligned)
 
     def render(self, frames: np.ndarray, out_indices: np.ndarray, step_callback=None,
                generate: CropGenerator | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -115,12 +134,19 @@ class FrameRenderer:
             todo = np.flatnonzero(usable & (blocks == block))
             if not len(todo):
                 continue
-            with self.stopwatch("crop"):
-                crops = torch.from_numpy(warp_to_crops(frames[todo], transforms[todo], size))
-            if generate is None:
-                out_crops[todo] = self.render_crops(crops, out_indices[todo], step_callback, points[todo])
-            else:
-                out_crops[todo] = generate(crops, out_indices[todo])
+            inputs = None
+            if generate is None and self.cache is not None:
+                inputs = self.cache.block(int(block), out_indices[todo])
+            if inputs is None:
+                with self.stopwatch("crop"):
+                    crops = torch.from_numpy(warp_to_crops(frames[todo], transforms[todo], size))
+                if generate is not None:
+                    out_crops[todo] = generate(crops, out_indices[todo])
+                    continue
+                inputs = self.block_inputs(crops, out_indices[todo], points[todo])
+                if self.cache is not None:
+                    self.cache.keep(int(block), inputs)
+            out_crops[todo] = self.sample(inputs, step_callback)
         with self.stopwatch("paste back"):
             out, masks = paste_back(
                 frames, out_crops, transforms, landmarks=track.landmarks[src], usable=usable,
@@ -142,24 +168,39 @@ class FrameRenderer:
         """One batch of face crops [n, S, S, 3] of usable frames -> generated crops [n, S, S, 3] float 0..1
         (``train eval`` renders its data set's crops with it). ``mouth_points``: the frames'
         :meth:`generated_mouth_points` when the caller has them already."""
-        clock, renderer = self.stopwatch, self.models.renderer
+        return self.sample(self.block_inputs(crops, out_indices, mouth_points), step_callback)
+
+    def block_inputs(self, crops: torch.Tensor, out_indices: np.ndarray,
+                     mouth_points: np.ndarray | None = None) -> BlockInputs:
+        """The seed-independent part of a batch: the crops' latents (masked and clean) and the mouth maps."""
+        clock, cfg = self.stopwatch, self.models.renderer.config
         with torch.inference_mode(), autocast_context(self.device, self.settings.precision):
             with clock("vae encode"):
                 context = self.codec.encode(mask_lower_half(crops)).to(self.device)
                 clean = self.codec.encode(crops).to(self.device)
+            drawn = None
+            if cfg.mouth_map_channels:  # the lips the motion asks for, where they go in each crop
+                with clock("mouth map"):
+                    src = self.source_indices[out_indices]
+                    if mouth_points is None:
+                        mouth_points = self.generated_mouth_points(src, out_indices)
+                    points = to_crop(mouth_points, self.analysis.track.crop_transforms[src])
+                    drawn = torch.from_numpy(mouth_map(points, cfg.crop_size, context.shape[-1]))
+                    drawn = drawn.to(self.device, context.dtype)
+        return BlockInputs(np.asarray(out_indices).copy(), context, clean, drawn)
+
+    def sample(self, inputs: BlockInputs, step_callback=None) -> np.ndarray:
+        """A batch's block inputs -> generated crops [n, S, S, 3] float 0..1: the denoising from the seed's
+        noise and the decode (what a re-render with another seed, sampler or step count runs)."""
+        clock, renderer = self.stopwatch, self.models.renderer
+        inputs = inputs.on(self.device)
+        context, drawn, out_indices = inputs.context, inputs.mouth_map, inputs.out_indices
+        with torch.inference_mode(), autocast_context(self.device, self.settings.precision):
             motion = self.windows[out_indices].to(self.device, context.dtype)
             refs = self.reference_features
-            aligned = drawn = None
-            cfg = renderer.config
-            if cfg.reference_concat:
+            aligned = None
+            if renderer.config.reference_concat:
                 aligned = self.reference_latents[torch.from_numpy(self.aligned_reference[out_indices])]
-            if cfg.mouth_map_channels:  # the lips the motion asks for, where they go in each crop
-                src = self.source_indices[out_indices]
-                if mouth_points is None:
-                    mouth_points = self.generated_mouth_points(src, out_indices)
-                points = to_crop(mouth_points, self.analysis.track.crop_transforms[src])
-                drawn = torch.from_numpy(mouth_map(points, cfg.crop_size, context.shape[-1]))
-                drawn = drawn.to(self.device, context.dtype)
 
             def denoiser(sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
                 guided = float(t.flatten()[0]) >= self.guided_down_to
@@ -173,7 +214,7 @@ class FrameRenderer:
                     step_callback,
                 )
             with clock("vae decode"):
-                return self.codec.decode(with_clean_upper(latents, clean)).float().cpu().numpy()
+                return self.codec.decode(with_clean_upper(latents, inputs.clean)).float().cpu().numpy()
 
 
 def crop_openness(crops: np.ndarray, mouth: MouthModel) -> np.ndarray:
