@@ -181,41 +181,49 @@ def _host_cpu_seconds(comfy_log: Path) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+SEED_CHANGE_TARGET = 0.6  # issue 12: a seed-only change costs at most this share of the whole job
+TIMED_PAIRS = 2  # whole job + seed change, each timed twice: the least disturbed of each is compared
+
+
 def test_a_seed_change_on_the_all_in_one_node_renders_only(comfy_host, comfy_log):
-    """Issue 12: a second run that changes only the seed reuses tracking, analysis and stage 1 (and reads no
-    model file; hard checks); the target is that it costs at most 0.6 of the first run
-    (the host's CPU time per run; wall time where the host
-    is not a local process). A warm-up run leaves the nodes before it cached (demo clips, models loaded); the
-    first timed run does the whole job (a style strength no earlier run used), the second changes the seed."""
+    """Issue 12: a second run that changes only the seed reuses tracking, analysis, stage 1 and the render's
+    work before the noise, reads no model file, and costs at most 0.6 of the first run (the host's CPU time per
+    run; wall time where the host is not a local process). A warm-up run leaves the nodes before it cached (demo
+    clips, models loaded); then, twice, a whole job (a style strength no earlier run used) and the same job with
+    another seed. The least of each kind's times is compared (the runs least disturbed by other processes)."""
     base = _prompt(comfy_host, "stylelipsync_3_core_video_all_in_one")
     node = _node(base, "StyleLipSyncLipSync")
     unique = 0.5 + (time.time_ns() % 10**6) / 10**7  # 0.5 .. 0.6: never a cached run
     seed = int(time.time()) % 10**6
 
-    def run(seed: int, strength: float = unique) -> tuple[dict, float | None]:
+    def run(seed: int, strength: float) -> tuple[dict, float]:
         prompt = copy.deepcopy(base)
         prompt[node]["inputs"].update(seed=seed, style_strength=strength)
         before = _host_cpu_seconds(comfy_log)
         entry = comfy_host.run(prompt, timeout=600)
         after = _host_cpu_seconds(comfy_log)
-        return entry, (after - before if before is not None and after is not None else None)
+        if before is None or after is None:
+            return entry, elapsed_seconds(entry)
+        return entry, after - before
 
     run(seed, unique + 0.05)  # the nodes before it (demo clips, models) ran and are cached: only the node is timed
-    first, first_cpu = run(seed)
-    stats = comfy_host.request("GET", "/stylelipsync/cache")
-    loads, hits = _model_loads(comfy_host), stats["prepared"]["hits"]
-    second, second_cpu = run(seed + 1)
-    after = comfy_host.request("GET", "/stylelipsync/cache")
-    assert node not in cached_nodes(second), "the all-in-one node did not run again"
-    assert _model_loads(comfy_host) == loads, "the second run read a model file again"
-    assert after["prepared"]["hits"] == hits + 1, "the second run tracked and predicted again"
-    wall = elapsed_seconds(second) / elapsed_seconds(first)
-    print(f"\nall-in-one, whole job {elapsed_seconds(first):.2f} s wall; seed changed {elapsed_seconds(second):.2f} s "
-          f"({wall:.2f}x wall)")
-    ratio = wall
-    if first_cpu and second_cpu is not None:
-        ratio = second_cpu / first_cpu
-        print(f"host CPU: whole job {first_cpu:.2f} s, seed changed {second_cpu:.2f} s ({ratio:.2f}x)")
-    if ratio > 0.6:  # issue 12's target, not met yet on a warm host: the render itself dominates the node's run
-        pytest.xfail(f"a seed change costs {ratio:.2f}x the whole job (target 0.6x): the denoising, VAE and "
-                     "Save Video of every run dominate once tracking and stage 1 are kept")
+    whole, changed = [], []
+    for pair in range(TIMED_PAIRS):
+        strength = unique + 0.1 * (pair + 1)
+        _first, first_cost = run(seed, strength)
+        stats = comfy_host.request("GET", "/stylelipsync/cache")
+        loads = _model_loads(comfy_host)
+        second, second_cost = run(seed + 1, strength)
+        after = comfy_host.request("GET", "/stylelipsync/cache")
+        assert node not in cached_nodes(second), "the all-in-one node did not run again"
+        assert _model_loads(comfy_host) == loads, "the second run read a model file again"
+        assert after["prepared"]["hits"] == stats["prepared"]["hits"] + 1, "the second run tracked and predicted again"
+        assert after["render"]["hits"] > stats["render"]["hits"], "the second run encoded the crops again"
+        assert after["render"]["misses"] == stats["render"]["misses"], "a block was computed again"
+        whole.append(first_cost)
+        changed.append(second_cost)
+    kind = "host CPU" if _host_cpu_seconds(comfy_log) is not None else "wall"
+    ratio = min(changed) / min(whole)
+    print(f"\nall-in-one, {kind} seconds: whole job {[round(x, 2) for x in whole]}, seed changed "
+          f"{[round(x, 2) for x in changed]}: least {min(changed):.2f} / {min(whole):.2f} = {ratio:.2f}x")
+    assert ratio <= SEED_CHANGE_TARGET, f"a seed change costs {ratio:.2f}x the whole job (target {SEED_CHANGE_TARGET}x)"
