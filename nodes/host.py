@@ -102,6 +102,11 @@ def resolve_model_path(name: str, input_name: str = "model") -> Path:
         full = folder_paths.get_full_path(MODEL_FOLDER, name)
         if full is not None:
             return Path(full)
+        path = Path(name)  # a full path inside a models folder (what Personalize hands on): ComfyUI's lookup
+        if path.is_absolute() and path.is_file():  # takes names relative to the folders only
+            inside = path.resolve()
+            if any(inside.is_relative_to(Path(folder).resolve()) for folder in model_folder_paths()):
+                return path
         folders = ", ".join(model_folder_paths()) or "models/stylelipsync"
         raise LipSyncInputError(f"{input_name}: '{name}' is not in the models folder ({folders}); copy it there.")
     path = Path(name)
