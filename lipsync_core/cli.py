@@ -18,7 +18,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 # Only light modules here: every argument and input file is checked before torch, the models or
 # the tracker are loaded, so a bad argument fails in well under 2 s (tests/test_bad_input.py).
@@ -33,6 +33,9 @@ from .types import (
     SAMPLER_NAMES,
     LipSyncInputError,
 )
+
+if TYPE_CHECKING:
+    from .pipeline import FileInputs, JobOptions, LipSyncModels
 
 DEVICE_PATTERN = re.compile(r"(cpu|mps|(cuda|xpu)(:\d+)?)")
 
@@ -141,13 +144,25 @@ def _check_device(device: str) -> None:
         raise LipSyncInputError(f"--device: {device} is not available on this machine; use --device cpu.")
 
 
-def _job_options(args, fps: float):
+def _job_options(args, fps: float) -> JobOptions:
     """The job's choices from the flags (after :func:`_check_options`)."""
     from .pipeline import JobOptions
     from .types import tracker_options
 
     return JobOptions(settings=_settings(args), length_policy=args.length, style_strength=args.style_strength,
                       tracker_options=tracker_options(args.no_face, args.max_gap, fps, args.device))
+
+
+def _open_job(args, video: Path, audio: Path, style: Path | None) -> tuple[FileInputs, LipSyncModels, JobOptions]:
+    """What ``run`` and ``demo`` do once their arguments and files are checked: the device checked, the inputs
+    opened (the audio decoded: empty or broken sound fails here, before the models load), the models loaded
+    and the job's options built from the flags (``bench`` builds the same, opening the inputs in its timing)."""
+    from .pipeline import FileInputs, LipSyncModels
+
+    _check_device(args.device)
+    inputs = FileInputs.open(video, audio, style)
+    models = LipSyncModels.from_folder(args.models, args.device)
+    return inputs, models, _job_options(args, inputs.video.fps)
 
 
 def _progress_bar():
@@ -173,18 +188,14 @@ def _progress_bar():
 def cmd_run(args) -> int:
     _check_options(args)
     _check_run_inputs(args)
-    _check_device(args.device)
-    from .pipeline import FileInputs, LipSyncModels, lipsync_file
+    from .pipeline import lipsync_file
 
-    inputs = FileInputs.open(args.video, args.audio, args.style)  # decodes the audio: empty or broken sound fails here
-    models = LipSyncModels.from_folder(args.models, args.device)
+    inputs, models, options = _open_job(args, args.video, args.audio, args.style)
     update, close = _progress_bar()
     start = time.perf_counter()
     try:
-        result = lipsync_file(
-            args.video, args.audio, args.out, models, style_path=args.style, inputs=inputs,
-            options=_job_options(args, inputs.video.fps), progress=update,
-        )  # fmt: skip
+        result = lipsync_file(args.video, args.audio, args.out, models, style_path=args.style, inputs=inputs,
+                              options=options, progress=update)  # fmt: skip
     finally:
         close()
     seconds = time.perf_counter() - start
@@ -243,17 +254,14 @@ def cmd_demo(args) -> int:
         check_output_path(path, clips, "--out")
 
     from .media import VideoWriter, read_video
-    from .pipeline import FileInputs, LipSyncModels, lipsync_file
+    from .pipeline import lipsync_file
 
-    _check_device(args.device)
-    inputs = FileInputs.open(clips["video"], clips["audio"], clips["style"])
-    models = LipSyncModels.from_folder(args.models, args.device)
+    inputs, models, options = _open_job(args, clips["video"], clips["audio"], clips["style"])
     update, close = _progress_bar()
     start = time.perf_counter()
     try:
         result = lipsync_file(clips["video"], clips["audio"], result_path, models, style_path=clips["style"],
-                              inputs=inputs, options=_job_options(args, inputs.video.fps),
-                              progress=update)  # fmt: skip
+                              inputs=inputs, options=options, progress=update)  # fmt: skip
     finally:
         close()
     seconds = time.perf_counter() - start
@@ -286,19 +294,21 @@ def cmd_bench(args) -> int:
 
     import torch
 
-    from .pipeline import JobOptions, LipSyncModels, lipsync_file
+    from .pipeline import FileInputs, LipSyncModels, lipsync_file
 
     _check_device(args.device)
     models = LipSyncModels.from_folder(args.models, args.device)
     with tempfile.TemporaryDirectory() as folder:
-        start = time.perf_counter()
+        start = time.perf_counter()  # the whole job from opening the inputs on, as the bench has always timed it
+        inputs = FileInputs.open(clips["video"], clips["audio"], clips.get("style"))
         result = lipsync_file(clips["video"], clips["audio"], Path(folder) / "bench.mp4", models,
-                              style_path=clips.get("style"),
-                              options=JobOptions(settings=_settings(args), length_policy=args.length,
-                                                 tracker_options={"device": args.device}))
+                              style_path=clips.get("style"), inputs=inputs,
+                              options=_job_options(args, inputs.video.fps))  # the options `run` builds
         wall = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n = result.num_frames
+    for note in result.notes:
+        print(f"note: {note}")
     print(f"{n} frames at {result.fps:g} fps, {args.steps} {args.sampler} steps, chunk {args.chunk}, "
           f"device {args.device}, torch threads {torch.get_num_threads()}")
     print(f"{'stage':<26}{'seconds':>9}{'frames/s':>10}{'share':>8}")

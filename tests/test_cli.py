@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from lipsync_core.cli import main
+from lipsync_core.cli import _job_options, build_parser, main
 from lipsync_core.media import VideoWriter, probe_video
 from lipsync_core.models.io import save_model
 from tests.tiny_models import FPS, astronaut_video, save_models, speechlike, tiny_models
@@ -76,3 +76,25 @@ def test_bad_input_gets_one_line_and_no_output(files, capsys, kwargs, expected):
     assert code == 2
     assert len(errors) == 1 and expected in errors[0] and "Traceback" not in err
     assert not out.exists() and not list(files.glob("out.partial*"))
+
+
+def test_bench_runs_the_job_with_the_options_run_honours(files, capsys):
+    """``bench`` builds its job as ``run`` does: a flag such as --no-face reaches the tracker (the grey card is
+    passed through by the policy, not for its content) and --length sets the frame count."""
+    code = main(["bench", "--video", str(files / "face.mp4"), "--audio", str(files / "speech.wav"),
+                 "--models", str(files / "models"), "--steps", "2", "--chunk", "4",
+                 "--no-face", "passthrough", "--length", "trim_to_video"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "note: frame 4: no face, passed through untouched (1 frames, gap_policy=passthrough)" in out
+    assert "\n10 frames at 25 fps" in out  # the 10-frame video, not the 14-frame audio
+    assert "whole job" in out
+
+
+def test_bench_defaults_are_the_run_commands():
+    """Bench figures compare with the job users run: at the defaults both build the same options."""
+    parser = build_parser()
+    bench = parser.parse_args(["bench"])
+    run = parser.parse_args(["run", "--video", "v.mp4", "--audio", "a.wav", "--out", "o.mp4"])
+    for fps in (25.0, 29.97):
+        assert _job_options(bench, fps) == _job_options(run, fps)
