@@ -75,6 +75,8 @@ from .sockets import (
     VideoInput,
     audio_of_duration,
     check_lengths,
+    footage,
+    footage_inputs,
     fps_input,
     frames_of,
     image_out,
@@ -88,7 +90,6 @@ from .sockets import (
     vae_input,
     video_info_input,
     video_out,
-    video_parts,
 )
 from .views import TEXT_KEY, attention_picture, draw_mouths, motion_curves, motion_view_payload
 
@@ -575,9 +576,7 @@ class LipSync(io.ComfyNode):
             "denoises, decodes and pastes back).",
             [
                 models_input(),
-                io.Image.Input("images", optional=True, tooltip="The video frames (or connect a VIDEO instead)."),
-                io.Audio.Input("audio", optional=True, tooltip="The new speech."),
-                fps_input(),
+                *footage_inputs("The video frames (or connect a VIDEO instead).", "The new speech."),
                 io.Combo.Input("length_policy", options=list(LENGTH_POLICIES), default=LENGTH_POLICIES[0],
                                tooltip="When video and audio differ in length (see Match Length)."),
                 io.Float.Input("style_strength", default=1.0, min=0.0, max=2.0, step=0.05,
@@ -616,8 +615,6 @@ class LipSync(io.ComfyNode):
                 no_face: str = GAP_POLICIES[0],
                 max_gap_seconds: float = DEFAULT_MAX_GAP_SECONDS,
                 video: VideoInput | None = None) -> io.NodeOutput:  # fmt: skip
-        if images is None and video is None:
-            raise LipSyncInputError("images: not connected; connect the video's frames (IMAGE) or a VIDEO.")
         if audio is None:
             raise LipSyncInputError("audio: not connected; connect the new speech (AUDIO).")
         bar = Progress(1, _node_id(cls))
@@ -625,13 +622,8 @@ class LipSync(io.ComfyNode):
         from ..lipsync_core import pipeline
 
         def prepare() -> tuple[ArrayFrames, pipeline.Prepared, RenderCache]:
-            frames, rate, own = images, None, video_audio
-            if video is not None:
-                frames, video_fps, own = video_parts(video)
-                rate = resolve_fps(("fps", fps), ("video", video_fps))
-                own = video_audio if video_audio is not None else own
-            source = ArrayFrames(frames_of(frames), rate or resolve_fps(("fps", fps), ("video_info", video_info)),
-                                 "images")
+            frames, rate, own = footage(images, fps, video_info, video, video_audio, "the video's frames")
+            source = ArrayFrames(frames, rate, "images")
             wave = mono_16k(audio)  # checked (and cleaned) before any model work
             style_video = style_wave = None
             if style_images is not None:
@@ -682,9 +674,8 @@ class Personalize(io.ComfyNode):
             "after a refresh); a second run with the same inputs loads the saved folder instead of training.",
             [
                 models_input(),
-                io.Image.Input("images", optional=True, tooltip="The person's footage: frames (or connect a VIDEO)."),
-                io.Audio.Input("audio", optional=True, tooltip="The footage's own sound: what the person says in it."),
-                fps_input(),
+                *footage_inputs("The person's footage: frames (or connect a VIDEO).",
+                                "The footage's own sound: what the person says in it."),
                 io.String.Input("name", default="personal", tooltip="Folder name under models/stylelipsync."),
                 io.Int.Input("steps", default=DEFAULT_STEPS, min=1, max=1_000_000,
                              tooltip="Renderer training steps (stage 1 and the VAE decoder take fixed shares). "
@@ -740,18 +731,10 @@ class Personalize(io.ComfyNode):
             stage_configs,
         )
 
-        frames, rate, sound = images, None, audio
-        if video is not None:
-            frames, video_fps, own = video_parts(video)
-            rate = resolve_fps(("fps", fps), ("video", video_fps))
-            sound = audio if audio is not None else own
-        if frames is None:
-            raise LipSyncInputError("images: not connected; connect the person's footage (IMAGE) or a VIDEO.")
+        pictures, rate, sound = footage(images, fps, video_info, video, audio, "the person's footage")
         if sound is None:
             raise LipSyncInputError("audio: not connected; connect the footage's own sound (AUDIO): personalize "
                                     "learns how this person's lips follow their voice.")
-        pictures = frames_of(frames)
-        rate = rate or resolve_fps(("fps", fps), ("video_info", video_info))
         wave = mono_16k(sound)
         out = cls.folder(name)
         options = PersonalizeOptions(steps=int(steps), minutes=float(minutes) or None, seed=int(training_seed), jobs=1,

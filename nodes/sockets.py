@@ -102,6 +102,16 @@ def render_inputs() -> list[io.Input]:
     ]  # fmt: skip
 
 
+def footage_inputs(images_tooltip: str, audio_tooltip: str) -> list[io.Input]:
+    """Footage as IMAGE + AUDIO + fps (or a VIDEO: :func:`footage`), declared once for the nodes that take it;
+    saved workflows' widget values follow this order."""
+    return [
+        io.Image.Input("images", optional=True, tooltip=images_tooltip),
+        io.Audio.Input("audio", optional=True, tooltip=audio_tooltip),
+        fps_input(),
+    ]
+
+
 def vae_input() -> io.Input:
     return io.Vae.Input("vae", optional=True, tooltip="Optional: a ComfyUI VAE of the family the renderer was "
                         "trained with (instead of the renderer's own).")
@@ -265,6 +275,21 @@ def video_parts(video: VideoInput, name: str = "video") -> tuple[torch.Tensor, f
     if audio is not None and (audio.get("waveform") is None or audio["waveform"].shape[-1] == 0):
         audio = None
     return parts.images, fps, audio
+
+
+def footage(images: torch.Tensor | None, fps: float, video_info: VideoInfo | None, video: VideoInput | None,
+            sound: Audio | None, what: str) -> tuple[np.ndarray, float, Audio | None]:
+    """The footage's frames (checked), their rate and their sound, however the graph brings them: a connected
+    VIDEO's frames at its rate (unless fps is set) with ``sound`` if connected, else its own; or images at fps
+    or video_info's rate with ``sound``. ``what``: the frames' name in the message when none are connected."""
+    frames, rate = images, None
+    if video is not None:
+        frames, video_fps, own = video_parts(video)
+        rate = resolve_fps(("fps", fps), ("video", video_fps))
+        sound = own if sound is None else sound
+    if frames is None:
+        raise LipSyncInputError(f"images: not connected; connect {what} (IMAGE) or a VIDEO.")
+    return frames_of(frames), rate or resolve_fps(("fps", fps), ("video_info", video_info)), sound
 
 
 def video_out(images: torch.Tensor, audio: Audio | None, fps: float) -> VideoInput:

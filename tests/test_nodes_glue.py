@@ -23,7 +23,7 @@ from StyleLipSync.nodes.host import (
     comfy_attention_installed,
 )
 from StyleLipSync.nodes.models import ModelCache, inspect_weights_file
-from StyleLipSync.nodes.sockets import fps_of, resolve_fps
+from StyleLipSync.nodes.sockets import footage, fps_of, resolve_fps
 
 from lipsync_core.types import LipSyncInputError
 from lipsync_core.weights import save_tensors
@@ -82,6 +82,30 @@ def test_fps_from_every_source():
     assert resolve_fps(("fps", 12.5), ("video_info", vhs)) == 12.5
     with pytest.raises(LipSyncInputError, match="fps or video_info: no frame rate"):
         resolve_fps(("fps", 0.0), ("video_info", None))
+
+
+def test_footage_from_a_video_or_from_images_and_fps():
+    """The all-in-one and Personalize nodes read their footage alike: a VIDEO's frames, rate and sound (a connected
+    AUDIO over its own, a set fps over its rate), else images at fps or video_info's rate."""
+    from comfy_api.latest import InputImpl, Types
+
+    from lipsync_core.media import fps_fraction
+
+    images = torch.rand(3, 8, 8, 4)  # an alpha channel: dropped
+    own = {"waveform": torch.zeros(1, 1, 160), "sample_rate": 16000}
+    connected = {"waveform": torch.ones(1, 2, 80), "sample_rate": 8000}
+    video = InputImpl.VideoFromComponents(Types.VideoComponents(images=images, audio=own, frame_rate=fps_fraction(25)))
+    frames, rate, sound = footage(None, 0.0, None, video, None, "the frames")
+    assert frames.shape == (3, 8, 8, 3) and torch.equal(torch.from_numpy(frames), images[..., :3])
+    assert rate == 25.0 and sound is own
+    _, rate, sound = footage(None, 12.5, None, video, connected, "the frames")
+    assert rate == 12.5 and sound is connected
+    frames, rate, sound = footage(images, 0.0, {"loaded_fps": 15.0}, None, None, "the frames")
+    assert frames.shape == (3, 8, 8, 3) and rate == 15.0 and sound is None
+    with pytest.raises(LipSyncInputError, match=r"^images: not connected; connect the person's footage \(IMAGE\)"):
+        footage(None, 25.0, None, None, connected, "the person's footage")
+    with pytest.raises(LipSyncInputError, match="fps or video_info: no frame rate"):
+        footage(images, 0.0, None, None, None, "the frames")
 
 
 def test_fps_of_a_file_video_reads_the_header_without_decoding(tmp_path):
