@@ -16,6 +16,7 @@ import argparse
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -23,20 +24,17 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from timing import best_of  # noqa: E402
+
 from lipsync_core.face.torch_nets import DATA_DIR, GraphNet  # noqa: E402
 
 NETS = {"face_detector_short": 128, "face_mesh_attention": 192}
 FRAMES = 32
 
 
-def best_cpu_ms(fn, repeat: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.thread_time()
-        fn()
-        best = min(best, time.thread_time() - start)
-    return best * 1000
+def best_cpu_ms(fn: Callable[[], object], repeat: int) -> float:
+    """This thread's CPU milliseconds, the least of ``repeat`` calls after one warm-up call."""
+    return best_of(fn, repeat, warmup=1, clock=time.thread_time)[0] * 1000
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -22,6 +21,8 @@ import skimage.data
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import best_of
 
 from lipsync_core.audio import compute_features
 from lipsync_core.face import paste_back, track_faces, warp_to_crops
@@ -40,16 +41,6 @@ def make_video(height: int, width: int, frames: int) -> np.ndarray:
         m[1, 2] += (height - side) / 2 + 3 * np.cos(i / 12)
         out[i] = cv2.warpAffine(face, m, (width, height), borderMode=cv2.BORDER_REFLECT)
     return out
-
-
-def timed(fn, repeat: int = 1):
-    best = float("inf")
-    result = None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, result
 
 
 def landmark_rows(
@@ -79,14 +70,14 @@ def landmark_rows(
                 mesh.process_batch(video[start : start + batch])
             sync()
 
-        secs, _ = timed(run, repeat)
+        secs, _ = best_of(run, repeat)
         mode = "static" if static else ("video, traced" if traced else "video")
         rows.append((f"torch mesh {mode} ({device} {str(dtype)[6:]}, batch {batch})", n / secs))
     if has_legacy_face_mesh():
         for static in (False, True):
             mp = MediaPipeBackend(25.0, static=static)
             mp.process(video[0])
-            secs, _ = timed(lambda mp=mp: [mp.process(f) for f in video], repeat)
+            secs, _ = best_of(lambda mp=mp: [mp.process(f) for f in video], repeat)
             mp.close()
             rows.append((f"mediapipe {'static' if static else 'video'} (its own threads)", n / secs))
     return rows
@@ -110,19 +101,19 @@ def main() -> None:
             print(f"{what:56s} {f'{w}x{h}':>10s} {fps:10.1f}")
         if args.landmarks_only:
             continue
-        secs, track = timed(lambda video=video: track_faces(video, fps=25, crop_size=256, device=args.device))
+        secs, track = best_of(lambda video=video: track_faces(video, fps=25, crop_size=256, device=args.device))
         assert track.detected.mean() > 0.95, track.notes
         print(f"{'track_faces (torch, video mode)':56s} {f'{w}x{h}':>10s} {n / secs:10.1f}")
         for size in (256, 512):
-            secs, crops = timed(lambda video=video, track=track, size=size: warp_to_crops(video, track, size))
+            secs, crops = best_of(lambda video=video, track=track, size=size: warp_to_crops(video, track, size))
             print(f"{f'warp_to_crops S={size}':56s} {f'{w}x{h}':>10s} {n / secs:10.1f}")
-            secs, _ = timed(lambda video=video, crops=crops, track=track: paste_back(video, crops, track))
+            secs, _ = best_of(lambda video=video, crops=crops, track=track: paste_back(video, crops, track))
             print(f"{f'paste_back S={size}':56s} {f'{w}x{h}':>10s} {n / secs:10.1f}")
     if args.landmarks_only:
         return
     wave = np.random.default_rng(0).standard_normal(16000 * 60).astype(np.float32) * 0.1
     compute_features(wave[:16000], 25)  # warm-up (librosa's first call compiles)
-    secs, feats = timed(lambda: compute_features(wave, 25), repeat=3)
+    secs, feats = best_of(lambda: compute_features(wave, 25), repeats=3)
     print(f"{'compute_features logmel (60 s of audio)':56s} {'25 fps':>10s} {len(feats) / secs:10.1f}")
 
 

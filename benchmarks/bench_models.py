@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from timing import best_of  # noqa: E402
 
 from lipsync_core.models.motion import LipMotionTransformer  # noqa: E402
 from lipsync_core.models.precision import autocast_context  # noqa: E402
@@ -36,18 +36,6 @@ PAPER_SCALE_RENDERER = dict(
     cross_attention_levels=(False, True, True, True),
     attention_head_dim=64,
 )
-
-
-def timed(fn: Callable[[], object], repeats: int, warmup: int) -> float:
-    """Best wall time of ``repeats`` calls after ``warmup`` calls (seconds)."""
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def bench_stage1(args: argparse.Namespace) -> None:
@@ -65,7 +53,8 @@ def bench_stage1(args: argparse.Namespace) -> None:
         ("reference, s=0.5 (two passes)", dict(style_strength=0.5)),
     ]
     for name, kw in cases:
-        seconds = timed(lambda kw=kw: model.predict_clip(audio, ref_audio, ref_mouth, **kw), args.repeats, args.warmup)
+        seconds, _ = best_of(lambda kw=kw: model.predict_clip(audio, ref_audio, ref_mouth, **kw), args.repeats,
+                             args.warmup)
         fps = args.frames / seconds
         print(
             f"  {name:32s} {seconds * 1000:9.1f} ms/clip  {fps:9.0f} frames/s  {fps / args.fps:6.1f}x real time"
@@ -73,7 +62,7 @@ def bench_stage1(args: argparse.Namespace) -> None:
         )
     if args.bf16:
         with autocast_context("cpu", "bf16"):
-            seconds = timed(lambda: model.predict_clip(audio, ref_audio, ref_mouth), args.repeats, args.warmup)
+            seconds, _ = best_of(lambda: model.predict_clip(audio, ref_audio, ref_mouth), args.repeats, args.warmup)
         print(
             f"  {'reference, s=1, bf16 autocast':32s} {seconds * 1000:9.1f} ms/clip  {args.frames / seconds:9.0f}"
             " frames/s"
@@ -109,7 +98,7 @@ def bench_stage2(args: argparse.Namespace) -> None:
             motion = torch.randn(b, model.config.motion_window, model.motion_dim)
             with torch.no_grad():
                 feats = model.encode_reference(torch.randn(1, 1, 4, size, size))
-                seconds = timed(
+                seconds, _ = best_of(
                     lambda m=model, s=sample, mo=motion, f=feats: m(s, 500, mo, reference_features=f),
                     args.repeats,
                     args.warmup,
@@ -124,7 +113,7 @@ def bench_stage2(args: argparse.Namespace) -> None:
             x = torch.randn(b, 13, size, size)
             audio_tokens = torch.randn(b, 50, 384)
             with torch.no_grad():
-                seconds = timed(
+                seconds, _ = best_of(
                     lambda u=unet, x=x, a=audio_tokens: u(x, 500, encoder_hidden_states=a), args.repeats, args.warmup
                 )
             ls = seconds / b * 1000
