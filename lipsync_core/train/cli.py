@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..types import LipSyncInputError
+from ..types import DEFAULT_REFERENCE_FRAMES, LipSyncInputError
 
 
 def _train_options(p: argparse.ArgumentParser) -> None:
@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, type=Path, help="held-out prepared dataset")
     p.add_argument("--motion", type=Path, help="another motion.safetensors to evaluate (ablations)")
     p.add_argument("--out", type=Path, help="write OUT.json and OUT.md")
-    p.add_argument("--reference-frames", type=int, default=256, help="style reference length n")
+    p.add_argument("--reference-frames", type=int, default=DEFAULT_REFERENCE_FRAMES,
+                   help=f"style reference length n (default {DEFAULT_REFERENCE_FRAMES}, the paper's)")
     p.add_argument("--render-frames", type=int, default=16, help="frames per clip rendered for PSNR/SSIM (0: none)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--sampler", default="dpmpp_2m")

@@ -26,7 +26,7 @@ from ..models.io import load_model
 from ..motion import MouthModel, lip_lmd
 from ..render.settings import RenderSettings
 from ..synthetic.sync_check import audio_envelope, lag_correlations
-from ..types import LipMotion, LipSyncInputError
+from ..types import DEFAULT_REFERENCE_FRAMES, LipMotion, LipSyncInputError
 from .dataset import SAMPLE_RATE, load_dataset
 from .motion import MotionClip, ReferencePool, motion_clips
 
@@ -35,7 +35,7 @@ PAPER_HDTF = {"LipLMD": 0.0108, "SyncScore": 6.02, "PSNR": 24.90, "SSIM": 0.85, 
 
 @dataclass
 class EvalOptions:
-    reference_frames: int = 256
+    reference_frames: int = DEFAULT_REFERENCE_FRAMES
     render_frames: int = 16
     steps: int = 20
     sampler: str = "dpmpp_2m"
