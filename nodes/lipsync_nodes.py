@@ -85,6 +85,7 @@ from .sockets import (
     no_face_inputs,
     render_inputs,
     resolve_fps,
+    style_strength_input,
     track_at_crop_size,
     track_frames,
     vae_input,
@@ -440,8 +441,7 @@ class PredictMotion(io.ComfyNode):
             [
                 models_input(),
                 AudioFeaturesType.Input("features", tooltip="From StyleLipSync Audio Features."),
-                io.Float.Input("style_strength", default=1.0, min=0.0, max=2.0, step=0.05,
-                               tooltip="0 = generic style, 1 = the reference's, above 1 exaggerates it."),
+                style_strength_input(),
                 io.Float.Input("mouth_scale", default=1.0, min=0.0, max=3.0, step=0.05,
                                tooltip="Scales how far the mouth opens (1 = as predicted)."),
                 io.Boolean.Input("close_on_silence", default=False,
@@ -579,8 +579,7 @@ class LipSync(io.ComfyNode):
                 *footage_inputs("The video frames (or connect a VIDEO instead).", "The new speech."),
                 io.Combo.Input("length_policy", options=list(LENGTH_POLICIES), default=LENGTH_POLICIES[0],
                                tooltip="When video and audio differ in length (see Match Length)."),
-                io.Float.Input("style_strength", default=1.0, min=0.0, max=2.0, step=0.05,
-                               tooltip="0 = generic style, 1 = the reference's, above 1 exaggerates it."),
+                style_strength_input(),
                 *render_inputs(),
                 video_info_input(),
                 io.Audio.Input("video_audio", optional=True, tooltip="The video's own audio: makes the video its "

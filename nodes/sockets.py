@@ -112,6 +112,12 @@ def footage_inputs(images_tooltip: str, audio_tooltip: str) -> list[io.Input]:
     ]
 
 
+def style_strength_input() -> io.Input:
+    """How much of the reference's style stage 1 follows (Predict Lip Motion and the all-in-one node)."""
+    return io.Float.Input("style_strength", default=1.0, min=0.0, max=2.0, step=0.05,
+                          tooltip="0 = generic style, 1 = the reference's, above 1 exaggerates it.")
+
+
 def vae_input() -> io.Input:
     return io.Vae.Input("vae", optional=True, tooltip="Optional: a ComfyUI VAE of the family the renderer was "
                         "trained with (instead of the renderer's own).")
