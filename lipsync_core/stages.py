@@ -150,6 +150,7 @@ def render(
     stopwatch: Stopwatch | None = None,
     generate: CropGenerator | None = None,
     cache: RenderCache | None = None,
+    graph: bool | None = None,
 ) -> Iterator[RenderedChunk]:
     """Stage 2 over the output frames, one chunk at a time (the project's only chunk loop).
 
@@ -157,7 +158,9 @@ def render(
     Chunks hold whole render blocks (:meth:`RenderSettings.io_chunk`), so the chunk size changes memory,
     never a frame. ``generate`` replaces the networks (the fidelity benchmark's rows). ``cache``: the
     seed-independent work of an earlier render of this job, reused (bit-identical; :mod:`render.cache`) and
-    kept for the next one; emptied first when the job differs.
+    kept for the next one; emptied first when the job differs. ``graph``: the renderer's CPU graph
+    (render.traced): True makes it at once (a caller that renders again with these models; default when it keeps
+    a ``cache``), False never uses it, None when the render earns it back.
     """
     settings = settings or RenderSettings()
     clock = stopwatch or Stopwatch()
@@ -172,7 +175,8 @@ def render(
     with clock("reference encode"):
         refs, openness = appearance_references(source, analysis, settings.reference_images, crop_size)
         renderer = FrameRenderer(models, codec, analysis, motion, frame_indices, refs, settings,
-                                 stopwatch=clock, reference_openness=openness, cache=cache)
+                                 stopwatch=clock, reference_openness=openness, cache=cache,
+                                 graph=True if graph is None and cache is not None else graph)
     total, chunk = len(frame_indices), settings.io_chunk()
     for start in range(0, total, chunk):
         before_chunk()

@@ -517,7 +517,7 @@ def _render(cls: type[io.ComfyNode], bundle: LipSyncModelBundle, analysis: FaceA
         return stages.concat(stages.render(
             bundle.ready(), analysis, motion, source, frame_indices, settings, codec,
             progress=lambda done, _total: bar.set(done), before_chunk=before_chunk,
-            step_callback=lambda _step: check_interrupted(), cache=cache,
+            step_callback=lambda _step: check_interrupted(), cache=cache, graph=True,  # models stay loaded
         ))  # fmt: skip
 
 

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -537,18 +538,21 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
     def guided(self, sample: torch.Tensor, timestep: torch.Tensor, motion: torch.Tensor, guidance: float = 1.0,
                masked_latent: torch.Tensor | None = None, reference_features: ReferenceFeatures | None = None,
                reference_latent: torch.Tensor | None = None, mouth_map: torch.Tensor | None = None,
-               reference_latents: torch.Tensor | None = None) -> torch.Tensor:
+               reference_latents: torch.Tensor | None = None, call: Callable[..., torch.Tensor] | None = None,
+               ) -> torch.Tensor:
         """eps with classifier-free guidance on the motion: eps(no motion) + g * (eps(motion) - eps(no motion)).
 
         g > 1 makes the mouth follow the motion more than the references (which pull it towards their own
         mouths); g = 1, or a renderer trained without ``motion_dropout``, is the plain forward. One batched call.
+        ``call``: what runs the network (default this module; a render passes its CPU graph, render.traced).
         """
+        call = call or self
         if reference_features is None and reference_latents is not None:
             reference_features = self.encode_reference(reference_latents)
         kwargs = {"masked_latent": masked_latent, "reference_features": reference_features,
                   "reference_latent": reference_latent}
         if guidance == 1.0 or not self.can_guide:
-            return self(sample, timestep, motion, mouth_map=mouth_map, **kwargs)
+            return call(sample, timestep, motion, mouth_map=mouth_map, **kwargs)
         still, blank = self.without_motion(motion, mouth_map)
         b = sample.shape[0]
         if reference_features is not None and reference_features.batch == b and b > 1:
@@ -559,7 +563,7 @@ class LipRenderUNet(ModelMixin, ConfigMixin):
                 kwargs[name] = kwargs[name].repeat(2, 1, 1, 1)
         t = torch.as_tensor(timestep, device=sample.device)
         t = (t[None] if t.dim() == 0 else t).expand(b).repeat(2)
-        both = self(sample.repeat(2, 1, 1, 1), t, torch.cat([motion, still]),
+        both = call(sample.repeat(2, 1, 1, 1), t, torch.cat([motion, still]),
                     mouth_map=None if mouth_map is None else torch.cat([mouth_map, blank]), **kwargs)
         cond, uncond = both[:b], both[b:]
         return uncond + guidance * (cond - uncond)

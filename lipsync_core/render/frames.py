@@ -27,8 +27,9 @@ from .conditioning import (
     to_crop,
     with_clean_upper,
 )
-from .sampling import last_guided_timestep, make_scheduler, sample_lower_half, shared_noise
+from .sampling import guided_step_count, last_guided_timestep, make_scheduler, sample_lower_half, shared_noise
 from .settings import RenderSettings
+from .traced import renderer_call
 
 # Where the paste mask's points sit among the mouth model's vertices (lips, then jaw).
 _MASK_IN_MOUTH = np.array([list(MOUTH_INDICES).index(i) for i in MASK_POINTS])
@@ -73,6 +74,9 @@ class FrameRenderer:
     # The seed-independent work of an earlier render of the same job, bound to its inputs by the caller
     # (stages.render): reused and filled here. None: everything is computed.
     cache: RenderCache | None = None
+    # The renderer's CPU graph (render.traced): None = when this render earns it back or it exists already;
+    # True = now (a caller that renders again with these models: the ComfyUI nodes, a cached job); False = never.
+    graph: bool | None = None
 
     def __post_init__(self) -> None:
         renderer = self.models.renderer
@@ -94,6 +98,9 @@ class FrameRenderer:
         self.noise = shared_noise((c, h, w), self.settings.seed, self.device)  # the only input the seed decides
         settings = self.settings  # the steps at or above this timestep are guided (fixed for the job)
         self.guided_down_to = last_guided_timestep(settings.sampler, settings.steps, settings.guided_steps)
+        guided = guided_step_count(settings.steps, settings.guided_steps)
+        calls = settings.steps + (guided if settings.guidance != 1.0 and renderer.can_guide else 0)
+        self.network = renderer_call(renderer, len(src) * calls, self.graph)  # eager, or its CPU graph
 
     def encode_references(self) -> ReferenceInputs:
         """The appearance references' latents and features, and (copy path) the reference nearest each output
@@ -206,7 +213,8 @@ class FrameRenderer:
                 guided = float(t.flatten()[0]) >= self.guided_down_to
                 guidance = self.settings.guidance if guided else 1.0
                 return renderer.guided(sample, t, motion, guidance, masked_latent=context,
-                                       reference_features=refs, reference_latent=aligned, mouth_map=drawn)
+                                       reference_features=refs, reference_latent=aligned, mouth_map=drawn,
+                                       call=self.network)
 
             with clock("denoise"):
                 latents = sample_lower_half(

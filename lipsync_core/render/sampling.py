@@ -71,11 +71,16 @@ def shared_noise(
     return noise.to(device=device, dtype=dtype)
 
 
+def guided_step_count(num_steps: int, share: float) -> int:
+    """How many of ``num_steps`` steps are guided when the first ``share`` of them are."""
+    return max(0, min(num_steps, math.ceil(share * num_steps - 1e-9)))
+
+
 def last_guided_timestep(sampler: str, num_steps: int, share: float) -> float:
     """The smallest timestep that is still guided when the first ``share`` of ``num_steps`` steps (the noisiest,
     where the mouth's shape is decided) are: guidance doubles a step's work, and the late steps only refine
     texture. ``inf`` when no step is guided."""
-    count = math.ceil(share * num_steps - 1e-9)
+    count = guided_step_count(num_steps, share)
     if count <= 0:
         return math.inf
     scheduler = make_scheduler(sampler)
