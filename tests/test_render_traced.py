@@ -105,3 +105,13 @@ def test_a_render_through_the_graph_does_not_depend_on_the_chunking(chunk):
     assert traced.is_traced(models.renderer)
     assert np.array_equal(through_graph, render(24 - chunk, True))  # another chunking, the same frames
     assert np.abs(through_graph.astype(np.float64) - eager).max() <= 1e-3  # the same maths, float rounding apart
+
+
+def test_a_renderer_loaded_under_inference_mode_is_traced_too():
+    """ComfyUI loads weights under inference mode: inference tensors keep no version counter."""
+    with torch.inference_mode():
+        renderer = copy_path_renderer()
+        args, kwargs = inputs(renderer, 2)
+        out = traced.renderer_call(renderer, 0, graph=True)(*args, **kwargs)
+        assert traced.is_traced(renderer)
+        assert torch.allclose(out, renderer(*args, **kwargs), atol=1e-5)

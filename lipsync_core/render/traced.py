@@ -64,10 +64,19 @@ class _Graphs:
 _TRACED: weakref.WeakKeyDictionary[LipRenderUNet, _Graphs] = weakref.WeakKeyDictionary()
 
 
+def _version(tensor: torch.Tensor) -> int:
+    """How often ``tensor`` was written in place; 0 for an inference tensor (loaded under inference mode, as
+    ComfyUI does: it keeps no counter, and no training can write it)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return 0
+
+
 def _weights_key(renderer: LipRenderUNet) -> tuple:
     """Where the weights live and how often they were written: a graph holds a copy of them, so a renderer
     moved, cast or trained since its trace is traced again."""
-    return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in renderer.parameters())
+    return tuple((p.data_ptr(), _version(p), p.dtype, p.device) for p in renderer.parameters())
 
 
 def _cpu_autocast() -> bool:
