@@ -36,3 +36,13 @@ def test_table_means_orderings_and_seed_counts():
     # every ordering seed by seed, with its mean gap and whether the gap clears the seed spread
     assert "| audio_aware < lip_only | 256 | 2 of 2 | +0.00100 | yes (0.00050) |" in text
     assert "| lip_only < none | 256 | 1 of 2 | +0.00125 | no (0.00125) |" in text
+
+
+def test_table_of_a_run_without_the_papers_three_variants():
+    """A run of one extra variant alone (e.g. audio_aware_varlen's seeds) gets its table, not a crash."""
+    values = {("audio_aware_varlen", 16): [0.043, 0.044], ("audio_aware_varlen", 64): [0.0438, 0.0434],
+              ("audio_aware_varlen", 256): [0.0434, 0.0433]}
+    text = ablation_table({"runs": _runs(values), "variants": ["audio_aware_varlen"]})
+    assert "| audio_aware_varlen | 0.04350 ± 0.00050 | 0.04360 ± 0.00020 | 0.04335 ± 0.00005 | - |" in text
+    assert "Ordering" not in text and "the ordering holds" not in text  # the paper's claims need its variants
+    assert "| ordering |" in text and "below audio_aware" not in text
