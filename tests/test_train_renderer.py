@@ -130,3 +130,57 @@ def test_mouth_weight_covers_the_canonical_mouth_in_the_lower_half():
     assert w[y - 8, x] == 5  # the mouth's centre cell
     assert w[:, 0].max() == 1 and w[-1].max() == 1  # not the cheeks' edge, not the chin's bottom row
     assert bool((mouth_weight(16, 64, 0.0) == 1).all())
+
+
+def labelled_clip(length: int = 60):
+    """A clip whose every latent holds its frame index, and whose mouth opens steadily: a sample's tensors tell
+    which frame each came from."""
+    from lipsync_core.train.renderer import RenderClip
+
+    frame = torch.arange(length, dtype=torch.float16)[:, None, None, None].expand(length, 2, 4, 4).contiguous()
+    usable = np.ones(length, bool)
+    return RenderClip(latents=frame, masked=frame.clone(), motion=np.zeros((length, 5, 4), np.float32),
+                      usable=usable, openness=np.linspace(0, 1, length).astype(np.float32),
+                      starts=np.arange(length - 4), mouth_maps=torch.zeros(length, 3, 4, 4, dtype=torch.float16))
+
+
+def test_context_from_other_frame_and_one_sided_references_do_what_they_say():
+    """Against the closed-mouth shortcut: the masked context of a share of frames comes from another frame of the
+    clip (at least 2 frames from the sample); one-sided reference sets lie all in the widest or the most closed
+    third of the clip. Off (0), the context is the frame's own and the references spread over openness."""
+    from lipsync_core.render.conditioning import choose_reference_frames, frames_away_from
+    from lipsync_core.train.renderer import RendererSampler
+
+    clip = labelled_clip()
+
+    def frames_of(batch, key):
+        return batch[key][:, 0, 0, 0].long().numpy()
+
+    plain = RendererSampler([clip], 5, 3)
+    swapped = RendererSampler([clip], 5, 3, context_from_other_frame=1.0, one_sided_references=1.0)
+    half = RendererSampler([clip], 5, 3, context_from_other_frame=0.5)
+    rng = np.random.default_rng(0)
+    sides, swaps = set(), []
+    for _ in range(40):
+        batch = plain(rng)
+        own = frames_of(batch, "latents")
+        assert (frames_of(batch, "masked") == own).all()
+        spread = choose_reference_frames(clip.openness, frames_away_from(clip.usable, own), 3)
+        assert (frames_of(batch, "reference") == spread).all()
+
+        batch = swapped(rng)
+        own = frames_of(batch, "latents")
+        context, refs = frames_of(batch, "masked"), frames_of(batch, "reference")
+        assert (np.abs(context[:, None] - own[None, :]).min(axis=1) > 2).all()  # never near the sample
+        assert (np.abs(refs[:, None] - own[None, :]).min(axis=1) > 2).all()
+        allowed = np.flatnonzero(frames_away_from(clip.usable, own))
+        third = len(allowed) // 3
+        widest, closed = set(allowed[-third:]), set(allowed[:third])  # openness rises with the frame index
+        assert set(refs) <= widest or set(refs) <= closed
+        sides.add(set(refs) <= widest)
+        assert (frames_of(batch, "latents") == own).all() and len(set(own)) == 5
+
+        batch = half(rng)
+        swaps.append(frames_of(batch, "masked") != frames_of(batch, "latents"))
+    assert sides == {True, False}  # both ends occur
+    assert 0.3 < np.mean(swaps) < 0.7

@@ -88,6 +88,12 @@ class RendererTrainConfig(PresetConfig):
     shared_noise: bool = False  # True: the 5 frames of a sample share one noise and one timestep (the first way)
     mouth_loss_weight: float = 0.0  # extra loss weight on the mouth's latent positions (0: plain MSE)
     random_copy_reference: float = 0.0  # share of frames whose copy-path reference is any of the k, not the nearest
+    # Against the closed-mouth shortcut (issue 15, session 6), both 0 = off: the share of frames whose masked
+    # context (the upper half the renderer reads) is another frame's of the clip, so the context cannot tell
+    # the mouth's opening; the share of samples whose k references all come from one end of the clip's
+    # openness (its widest- or its most-closed third), so references and motion disagree and the motion decides.
+    context_from_other_frame: float = 0.0
+    one_sided_references: float = 0.0
     val_samples: int = 8  # fixed samples whose loss is logged (a smooth curve for tests and plots)
     log_every: int = 100
     checkpoint_every: int = 5000
@@ -125,12 +131,14 @@ class RenderClip:
 
 class RendererSampler:
     def __init__(self, clips: list[RenderClip], frames: int, reference_images: int, shared_noise: bool = False,
-                 random_copy_reference: float = 0.0, motion_dropout: float = 0.0) -> None:
+                 random_copy_reference: float = 0.0, motion_dropout: float = 0.0,
+                 context_from_other_frame: float = 0.0, one_sided_references: float = 0.0) -> None:
         self.clips = [c for c in clips if len(c.starts)]
         if not self.clips:
             raise LipSyncInputError(f"data: no clip has {frames} consecutive usable frames for the renderer.")
         self.frames, self.k, self.shared_noise = frames, reference_images, shared_noise
         self.random_copy_reference, self.motion_dropout = random_copy_reference, motion_dropout
+        self.context_from_other_frame, self.one_sided_references = context_from_other_frame, one_sided_references
         w = np.array([len(c.starts) for c in self.clips], np.float64)
         self.p = w / w.sum()
 
@@ -138,8 +146,16 @@ class RendererSampler:
         c = self.clips[int(rng.choice(len(self.clips), p=self.p))]
         s = int(c.starts[int(rng.integers(len(c.starts)))])
         span = slice(s, s + self.frames)
-        refs = choose_reference_frames(c.openness, frames_away_from(c.usable, range(s, s + self.frames)), self.k)
+        allowed = frames_away_from(c.usable, range(s, s + self.frames))
+        if self.one_sided_references > 0 and rng.random() < self.one_sided_references:
+            refs = one_sided_reference_frames(c.openness, allowed, self.k, rng)
+        else:
+            refs = choose_reference_frames(c.openness, allowed, self.k)
         refs = np.resize(refs, self.k)  # a short clip may give fewer distinct frames: repeat them
+        context = np.arange(s, s + self.frames)
+        if self.context_from_other_frame > 0:  # the context must not tell the mouth's opening
+            swap = rng.random(self.frames) < self.context_from_other_frame
+            context[swap] = rng.choice(np.flatnonzero(allowed), int(swap.sum()))
         aligned = refs[nearest_by_opening(c.openness[refs], c.openness[span])]
         if self.random_copy_reference > 0:  # the reference's mouth must not stand in for the motion's
             swap = rng.random(self.frames) < self.random_copy_reference
@@ -149,7 +165,7 @@ class RendererSampler:
         noise = rng.standard_normal((draws,) + tuple(c.latents.shape[1:])).astype(np.float32)
         timesteps = rng.integers(0, steps, draws)
         return {
-            "latents": c.latents[span].float(), "masked": c.masked[span].float(),
+            "latents": c.latents[span].float(), "masked": c.masked[torch.from_numpy(context)].float(),
             "motion": torch.from_numpy(c.motion[span].astype(np.float32)),
             "reference": c.latents[torch.from_numpy(refs)].float(),
             "aligned_reference": c.latents[torch.from_numpy(aligned)].float(),
@@ -158,6 +174,20 @@ class RendererSampler:
             "timestep": torch.from_numpy(timesteps).expand(self.frames).contiguous(),
             "drop_motion": torch.from_numpy(rng.random(self.frames) < self.motion_dropout),
         }
+
+
+def one_sided_reference_frames(openness: np.ndarray, usable: np.ndarray, count: int,
+                               rng: np.random.Generator) -> np.ndarray:
+    """``count`` usable frames drawn from one end of the clip's mouth openness: its widest-open or its most
+    closed third (a coin decides), sorted. Training on such sets teaches the renderer that when every reference
+    shows another mouth than the motion asks for, the motion wins (the closed-mouth shortcut test's case)."""
+    candidates = np.flatnonzero(np.asarray(usable, bool))
+    if len(candidates) == 0:
+        raise LipSyncInputError("reference frames: no frame has a face; give a video in which the face is visible.")
+    order = candidates[np.argsort(np.asarray(openness)[candidates], kind="stable")]
+    third = max(len(order) // 3, 1)
+    end = order[-third:] if rng.random() < 0.5 else order[:third]
+    return np.sort(rng.choice(end, count, replace=len(end) < count))
 
 
 def mouth_weight(latent_size: int, crop_size: int, extra: float) -> torch.Tensor:
@@ -313,7 +343,8 @@ def train_renderer(
     ema = EMAModel(model.parameters(), decay=config.ema_decay)
     ema.to(accelerator.device)
     sampler = RendererSampler(clips, config.frames, config.reference_images, config.shared_noise,
-                              config.random_copy_reference, float(model.config.motion_dropout))
+                              config.random_copy_reference, float(model.config.motion_dropout),
+                              config.context_from_other_frame, config.one_sided_references)
     # checkpoints, logs, config: apart per stage (several stages may share out)
     loss = RendererLoss(model, config.mouth_loss_weight)
     folder = out / "renderer_run"
