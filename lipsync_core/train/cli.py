@@ -78,7 +78,7 @@ def cmd_train_renderer(args) -> int:
     from .renderer import RendererTrainConfig, train_renderer
 
     train_renderer(args.data, args.out, _config(RendererTrainConfig, args), args.vae, args.basis, args.resume,
-                   not args.quiet)
+                   not args.quiet, init=args.init)
     return 0
 
 
@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "train-renderer":
             p.add_argument("--vae", required=True, type=Path,
                            help="vae.safetensors from train-vae, or a diffusers AutoencoderKL folder / file")
+            p.add_argument("--init", type=Path, help="a renderer.safetensors to fine-tune from (its architecture, "
+                                                     "latent scale and motion statistics are kept; fresh optimiser "
+                                                     "and learning-rate schedule, unlike --resume)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("eval", help="Table I quantities on a held-out prepared dataset")
