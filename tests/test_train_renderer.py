@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -184,3 +185,31 @@ def test_context_from_other_frame_and_one_sided_references_do_what_they_say():
         swaps.append(frames_of(batch, "masked") != frames_of(batch, "latents"))
     assert sides == {True, False}  # both ends occur
     assert 0.3 < np.mean(swaps) < 0.7
+
+
+def test_train_renderer_command_fine_tunes_from_init(data, tmp_path):
+    """``train-renderer --init FILE``: the architecture, latent scale and motion statistics are the file's (not the
+    preset's), the weights move, and the new options are taken from ``--set``."""
+    from lipsync_core.train.cli import main
+    from lipsync_core.train.dataset import basis_path, load_basis
+    from lipsync_core.train.renderer import build_renderer
+
+    torch.manual_seed(0)
+    vae = build_vae(TINY_VAE).eval()
+    vae_file = save_model(vae, tmp_path / "vae.safetensors")
+    identity = load_basis(basis_path(data)).identity_dim
+    base = build_renderer(renderer_config(1), vae, 32, identity, 0.7, 0.0, str(vae_file))
+    init = save_model(base, tmp_path / "base" / "renderer.safetensors")
+    out = tmp_path / "tuned"
+    assert main(["train-renderer", "--data", str(data), "--vae", str(vae_file), "--out", str(out), "--init", str(init),
+                 "--steps", "4", "--batch-size", "2", "--cpu", "--mixed-precision", "no", "--quiet",
+                 "--set", "context_from_other_frame=0.5", "--set", "one_sided_references=0.5"]) == 0
+    tuned = load_model(out / "renderer.safetensors", "renderer")
+    assert tuned.config.block_out_channels == base.config.block_out_channels  # the init's, not the demo preset's
+    assert tuned.config.latent_scale == 0.7
+    before = base.state_dict()
+    assert tuned.state_dict().keys() == before.keys()
+    assert any(not torch.equal(v, before[k]) for k, v in tuned.state_dict().items())
+    saved = json.loads((out / "renderer_run" / "train_config.json").read_text())
+    assert saved["context_from_other_frame"] == 0.5 and saved["one_sided_references"] == 0.5
+    assert saved["init"] == str(init)
