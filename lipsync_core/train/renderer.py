@@ -11,6 +11,9 @@ opening is nearest its own (``nearest_by_opening``, as inference picks by the dr
 2 frames from the sample. Motion features are normalised by the training data's statistics, stored in the
 renderer's config. Timesteps come from a DDPMScheduler built from ``DEFAULT_NOISE_SCHEDULE`` (T' = 1000);
 the loss is the epsilon-prediction MSE on the lower half (``renderer_loss``). The exported weights are the EMA's.
+Opt-in departures from "as inference builds them", against the closed-mouth shortcut (the renderer drawing the
+mouth of its references or of the masked frame instead of the motion's): ``random_copy_reference``,
+``context_from_other_frame`` and ``one_sided_references`` (:class:`RendererTrainConfig`).
 """
 
 from __future__ import annotations
