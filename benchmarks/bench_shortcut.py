@@ -14,7 +14,7 @@ A case is three letters (context, clean upper, references), ``ooo`` being the te
 share of 0.65 or more.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_shortcut.py [--models DIR] [--cases ooo coo oco ooc]
-        [--guidance 3 --guided-steps 0.5]
+        [--guidance 3 --guided-steps 0.5] [--seed 0]
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", nargs="+", default=["ooo", "coo", "oco", "ooc"])
     p.add_argument("--guidance", type=float, default=RenderSettings.guidance)
     p.add_argument("--guided-steps", type=float, default=RenderSettings.guided_steps)
+    p.add_argument("--seed", type=int, default=RenderSettings.seed, help="render seed (the test: 0)")
     args = p.parse_args(argv)
     for case in args.cases:
         if len(case) != 3 or case[0] not in "oclu" or case[1] not in "oc" or case[2] not in "oc":
@@ -91,12 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     closed_level = float(np.quantile(analysis.openness, 0.05))
     open_level = float(analysis.openness[targets].mean())
     substitutes = torch.from_numpy(warp_to_crops(frames[closest], track.crop_transforms[closest], size))
-    print(f"models {args.models}, guidance {args.guidance:g} on {args.guided_steps:g} of the steps")
+    print(f"models {args.models}, guidance {args.guidance:g} on {args.guided_steps:g} of the steps, seed {args.seed}")
     for case in args.cases:
         refs = order[-REFERENCES:] if case[2] == "o" else order[:REFERENCES]
         renderer = SwappedInputs(models, models.codec(), analysis, LipMotion(closed, fps), np.arange(len(frames)),
                                  warp_to_crops(frames[refs], track.crop_transforms[refs], size),
-                                 RenderSettings(steps=10, guidance=args.guidance, guided_steps=args.guided_steps),
+                                 RenderSettings(steps=10, guidance=args.guidance, guided_steps=args.guided_steps,
+                                                seed=args.seed),
                                  reference_openness=analysis.openness[refs])
         renderer.substitutes, renderer.targets, renderer.context, renderer.clean = substitutes, targets, *case[:2]
         out, _ = renderer.render(frames[targets], targets)
