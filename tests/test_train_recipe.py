@@ -22,13 +22,20 @@ def test_recipe_runs_every_stage_in_two_lanes(tmp_path):
     summary = run_recipe(work, scale=0.001, landmarks="truth", workers=1, data=TINY_DATA, jobs=2)
     times = summary["stage_seconds"]
     for stage in ("puppet data", "prepare", "fit-basis", "train-vae", "train-motion", "train-motion (none)",
-                  "train-renderer", "eval", "eval (none)", "training wall (lanes)"):
+                  "train-renderer", "renderer fine-tune", "decoder fine-tune", "eval", "eval (none)",
+                  "training wall (lanes)"):
         assert stage in times, stage
     assert summary["stage1_pid"] != summary["pid"]  # stage 1 trained in the second lane's process
     assert summary["total_seconds"] >= times["training wall (lanes)"] > 0
     for name in ("motion.safetensors", "renderer.safetensors", "vae.safetensors", "mouth_model.safetensors"):
         assert (work / "models" / name).is_file(), name
     assert (work / "motion_none" / "motion.safetensors").is_file()
+    # the shipped files are the fine-tunes': the renderer from the first renderer, the VAE with its encoder kept
+    assert (work / "renderer_base" / "renderer.safetensors").is_file()
+    assert (work / "models" / "vae.safetensors").read_bytes() == (work / "vae_decoder" / "vae.safetensors").read_bytes()
+    tuned = json.loads((work / "models" / "renderer_run" / "train_config.json").read_text())
+    assert tuned["init"] == str(work / "renderer_base" / "renderer.safetensors")
+    assert tuned["context_from_other_frame"] == 0.9 and tuned["one_sided_references"] == 0.9
     for stage, steps in summary["steps"].items():
         assert steps == 10, stage  # the scale's floor
     saved = json.loads((work / "recipe_summary.json").read_text())
