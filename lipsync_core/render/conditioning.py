@@ -70,15 +70,21 @@ def frames_away_from(usable: np.ndarray, targets, margin: int = 2) -> np.ndarray
     return allowed if allowed.any() else usable
 
 
+def usable_by_openness(openness: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Indices of the usable frames, from the most closed mouth to the widest open (ties in frame order);
+    refused with one line when no frame has a face."""
+    candidates = np.flatnonzero(np.asarray(usable, bool))
+    if len(candidates) == 0:
+        raise LipSyncInputError("reference frames: no frame has a face; give a video in which the face is visible.")
+    return candidates[np.argsort(np.asarray(openness)[candidates], kind="stable")]
+
+
 def choose_reference_frames(openness: np.ndarray, usable: np.ndarray, count: int) -> np.ndarray:
     """Indices of ``count`` usable frames spread over mouth openness (closed ... open), as IP_LAP does.
 
     Spreading over openness shows the renderer the person's teeth and lips in several states.
     """
-    candidates = np.flatnonzero(np.asarray(usable, bool))
-    if len(candidates) == 0:
-        raise LipSyncInputError("reference frames: no frame has a face; give a video in which the face is visible.")
-    order = candidates[np.argsort(np.asarray(openness)[candidates], kind="stable")]
+    order = usable_by_openness(openness, usable)
     if count >= len(order):
         return np.sort(order)
     quantiles = np.linspace(0.1, 0.9, count) if count > 1 else np.array([0.5])

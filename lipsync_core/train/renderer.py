@@ -42,6 +42,7 @@ from ..render.conditioning import (
     mouth_map,
     nearest_by_opening,
     to_crop,
+    usable_by_openness,
 )
 from ..render.sampling import DEFAULT_NOISE_SCHEDULE
 from ..types import LipSyncInputError
@@ -184,10 +185,7 @@ def one_sided_reference_frames(openness: np.ndarray, usable: np.ndarray, count: 
     """``count`` usable frames drawn from one end of the clip's mouth openness: its widest-open or its most
     closed third (a coin decides), sorted. Training on such sets teaches the renderer that when every reference
     shows another mouth than the motion asks for, the motion wins (the closed-mouth shortcut test's case)."""
-    candidates = np.flatnonzero(np.asarray(usable, bool))
-    if len(candidates) == 0:
-        raise LipSyncInputError("reference frames: no frame has a face; give a video in which the face is visible.")
-    order = candidates[np.argsort(np.asarray(openness)[candidates], kind="stable")]
+    order = usable_by_openness(openness, usable)
     third = max(len(order) // 3, 1)
     end = order[-third:] if rng.random() < 0.5 else order[:third]
     return np.sort(rng.choice(end, count, replace=len(end) < count))
