@@ -117,13 +117,14 @@ def renderer_call(renderer: LipRenderUNet, frame_calls: int, graph: bool | None 
         tokens = [] if reference_features is None else list(reference_features.tokens)
         timestep = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(sample.shape[0])
         shared = bool(tokens) and tokens[0].shape[0] == 1 and sample.shape[0] > 1  # one reference set for all
+        sizes = None if reference_features is None else reference_features.sizes
         kind = (present, tuple(sample.shape[1:]), tuple(motion.shape[1:]), len(tokens), shared,
-                None if reference_features is None else tuple(map(tuple, reference_features.sizes or ())))
-        graph = _graph(renderer, kind, (sample, timestep, motion, *[context[n] for n in present], *tokens),
-                       present, None if reference_features is None else reference_features.sizes)
+                None if sizes is None else tuple(map(tuple, sizes)))
+        inputs = (sample, timestep, motion, *[context[n] for n in present], *tokens)  # the graph's order
+        graph = _graph(renderer, kind, inputs, present, sizes)
         if graph is None:
             return renderer(sample, timestep, motion, reference_features=reference_features, **context)
-        return graph(sample, timestep, motion, *[context[n] for n in present], *tokens)
+        return graph(*inputs)
 
     return call
 
