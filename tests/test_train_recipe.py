@@ -36,6 +36,9 @@ def test_recipe_runs_every_stage_in_two_lanes(tmp_path):
     tuned = json.loads((work / "models" / "renderer_run" / "train_config.json").read_text())
     assert tuned["init"] == str(work / "renderer_base" / "renderer.safetensors")
     assert tuned["context_from_other_frame"] == 0.9 and tuned["one_sided_references"] == 0.9
+    decoder = json.loads((work / "vae_decoder" / "vae_run" / "train_config.json").read_text())
+    assert decoder["init"] == str(work / "vae" / "vae.safetensors") and decoder["mixed_upper"] == 0.5
+    assert not decoder["train_encoder"]
     for stage, steps in summary["steps"].items():
         assert steps == 10, stage  # the scale's floor
     saved = json.loads((work / "recipe_summary.json").read_text())

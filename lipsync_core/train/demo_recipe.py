@@ -11,9 +11,10 @@ for comparison, and with ``--export`` copies the four files (types.MODEL_FILES) 
 interrupted training stages from their latest checkpoints (finished stages are skipped).
 
 ``--jobs 2`` (default) uses both cores of a small CPU machine as two single-threaded lanes: the puppet clips
-are written by two processes, and stage 1 (with its ``none`` twin) trains in a second process while the VAE
-and the renderer train in this one. The lanes share nothing but the prepared data, and every stage seeds
-itself, so the weights do not depend on the lane layout.
+are written by two processes, and stage 1 (with its ``none`` twin, then the decoder fine-tune once the VAE
+exists) trains in a second process while the VAE and the renderer (and its fine-tune) train in this one. The
+lanes share nothing but the prepared data and the VAE file, and every stage seeds itself, so the weights do not
+depend on the lane layout.
 """
 
 from __future__ import annotations
@@ -54,10 +55,13 @@ RECIPES = {
 
 # The demo's last two image stages (issue 15, session 6; docs/RESULTS.md): the renderer fine-tuned against the
 # closed-mouth shortcut (its context and references made unreliable, so the motion decides the mouth), then the
-# VAE's decoder fine-tuned on the lips with the encoder frozen (every latent the renderer learnt stays as it was).
+# VAE's decoder fine-tuned on the lips with the encoder frozen (every latent the renderer learnt stays as it was),
+# half of its samples decoded beside another frame's upper latent rows (``mixed_upper``: session 6 measured that
+# a decoder fine-tuned without it lets the clean upper rows reopen the mouth, shortcut share 73/49/72% at render
+# seeds 0-2 against 73/63/86% with it, for 0.4 dB of mouth PSNR).
 SHORTCUT_FINE_TUNE = {"steps": 3000, "lr": 5e-4, "random_copy_reference": 0.5, "context_from_other_frame": 0.9,
                       "one_sided_references": 0.9}
-DECODER_FINE_TUNE = {"steps": 1000, "lr": 5e-4, "train_encoder": False, "mouth_weight": 10.0}
+DECODER_FINE_TUNE = {"steps": 1000, "lr": 5e-4, "train_encoder": False, "mouth_weight": 10.0, "mixed_upper": 0.5}
 
 
 def _steps(config, scale: float, steps: int | None = None):
@@ -100,7 +104,8 @@ def _beside(here, fn, args: tuple, threads: int):
     pool = get_context("spawn").Pool(1)
     try:
         torch.set_num_threads(threads)
-        print(f"== lanes: stage 1 in a second process, VAE -> renderer here ({threads} thread(s) each)", flush=True)
+        print(f"== lanes: stage 1 -> decoder fine-tune in a second process, VAE -> renderer here ({threads} thread(s) "
+              "each)", flush=True)
         other = pool.apply_async(fn, (*args, threads, False))
         here()
         return other.get()
@@ -110,9 +115,12 @@ def _beside(here, fn, args: tuple, threads: int):
         torch.set_num_threads(before)
 
 
-def _motion_lane(work: Path, d_train: Path, models: Path, motion_cfg, none_cfg, resume: str | None,
+def _motion_lane(work: Path, d_train: Path, models: Path, motion_cfg, none_cfg, decoder_cfg, resume: str | None,
                  threads: int | None = None, progress: bool = True) -> tuple[dict, int]:
-    """Stage 1 and (optionally) its no-reference twin, in the main process or a lane process: (times, pid)."""
+    """Stage 1, (optionally) its no-reference twin and (optionally) the decoder fine-tune, in the main process or
+    a lane process: (times, pid). The decoder fine-tune starts from the VAE the other lane trains, so this lane
+    waits for that file (written atomically) when it gets there first; this lane is idle otherwise, so the
+    fine-tune costs the recipe no wall time."""
     import torch
 
     if threads:
@@ -124,6 +132,11 @@ def _motion_lane(work: Path, d_train: Path, models: Path, motion_cfg, none_cfg, 
         st.run("train-motion (none)", lambda: train_motion(d_train, work / "motion_none", none_cfg, resume=resume,
                                                            progress=progress),
                work / "motion_none" / "motion.safetensors")
+    if decoder_cfg is not None:
+        while not Path(decoder_cfg.init).exists():
+            time.sleep(2.0)
+        st.run("decoder fine-tune", lambda: train_vae(d_train, work / "vae_decoder", decoder_cfg, resume),
+               work / "vae_decoder" / "vae.safetensors")
     return st.times, os.getpid()
 
 
@@ -159,10 +172,11 @@ def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: 
     none_cfg = replace(motion_cfg, model={**motion_cfg.model, "reference_mode": "none"}) if compare_none else None
     fine_tunes = bool(RECIPES[recipe].get("fine_tunes"))
     shortcut_cfg = _steps(replace(renderer_cfg, **SHORTCUT_FINE_TUNE), scale, stage_steps.get("renderer fine-tune"))
-    decoder_cfg = _steps(replace(vae_cfg, **DECODER_FINE_TUNE), scale, stage_steps.get("decoder fine-tune"))
+    vae_file = work / "vae" / "vae.safetensors"
+    decoder_cfg = (_steps(replace(vae_cfg, **DECODER_FINE_TUNE, init=str(vae_file)), scale,
+                          stage_steps.get("decoder fine-tune")) if fine_tunes else None)
 
     def image_lane() -> None:
-        vae_file = work / "vae" / "vae.safetensors"
         st.run("train-vae", lambda: train_vae(d_train, work / "vae", vae_cfg, again), vae_file)
         first = work / "renderer_base" if fine_tunes else models
         st.run("train-renderer", lambda: train_renderer(d_train, first, renderer_cfg, vae_file, resume=again),
@@ -172,20 +186,18 @@ def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: 
         st.run("renderer fine-tune", lambda: train_renderer(d_train, models, shortcut_cfg, vae_file, resume=again,
                                                             init=first / "renderer.safetensors"),
                models / "renderer.safetensors")
-        decoder = replace(decoder_cfg, init=str(vae_file))
-        st.run("decoder fine-tune", lambda: train_vae(d_train, work / "vae_decoder", decoder, again),
-               work / "vae_decoder" / "vae.safetensors")
-        shutil.copyfile(work / "vae_decoder" / "vae.safetensors", models / "vae.safetensors")
 
-    if jobs >= 2:  # stage 1 in a second process, VAE -> renderer here
+    lane_args = (work, d_train, models, motion_cfg, none_cfg, decoder_cfg, again)
+    if jobs >= 2:  # stage 1 (then the decoder fine-tune) in a second process, VAE -> renderer here
         t_lanes = time.perf_counter()
-        lane_times, lane_pid = _beside(image_lane, _motion_lane, (work, d_train, models, motion_cfg, none_cfg, again),
-                                       lane_threads(jobs))
+        lane_times, lane_pid = _beside(image_lane, _motion_lane, lane_args, lane_threads(jobs))
         st.times["training wall (lanes)"] = round(time.perf_counter() - t_lanes, 1)
     else:
         image_lane()
-        lane_times, lane_pid = _motion_lane(work, d_train, models, motion_cfg, none_cfg, again)
+        lane_times, lane_pid = _motion_lane(*lane_args)
     st.times.update(lane_times)
+    if fine_tunes:
+        shutil.copyfile(work / "vae_decoder" / "vae.safetensors", models / "vae.safetensors")
     report = st.run("eval", lambda: evaluate(models, d_test, EvalOptions(reference_frames=128, render_frames=8,
                                                                          fidelity_videos=videos_test)))
     (work / "eval.json").write_text(json.dumps(report, indent=1))
