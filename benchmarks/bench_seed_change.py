@@ -78,8 +78,10 @@ def main() -> None:
                     clock = cpu_stopwatch()
                     start = time.process_time()
                     out = render(seed, cache, clock, graph)
-                    rows.setdefault(name, []).append(time.process_time() - start)
-                    splits[name] = clock.seconds
+                    seconds = time.process_time() - start
+                    if seconds < min(rows.get(name, [float("inf")])):  # the split of the run whose total is shown
+                        splits[name] = clock.seconds
+                    rows.setdefault(name, []).append(seconds)
                     if name.startswith("seed change"):
                         again = render(seed, None, Stopwatch(), graph)
                         assert np.array_equal(out, again), "the cache changed a frame"
