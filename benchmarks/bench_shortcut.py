@@ -1,7 +1,8 @@
 """Where the closed-mouth shortcut comes from: the share of the way the output mouth closes when a closed-mouth
 motion drives open-mouthed frames, with each other input taken from open or from closed frames.
 
-The setting of tests/test_render_fidelity.py::test_closed_mouth_motion_closes_the_mouth_even_with_open_references
+The setting of tests/test_render_fidelity.py::test_closed_mouth_motion_closes_the_mouth_even_with_open_references,
+built by the one function both call (``lipsync_core.train.fidelity.closed_mouth_scene``)
 (demo clip, its 12 widest-open frames rendered, 10 steps, the default guidance), and three inputs that can carry
 the open mouth besides the motion, each drawn from the open target frames or from the clip's 12 most closed ones:
 
@@ -30,18 +31,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lipsync_core.face import track_faces, warp_to_crops  # noqa: E402
 from lipsync_core.media import read_video  # noqa: E402
 from lipsync_core.models.bundle import LipSyncModels  # noqa: E402
-from lipsync_core.motion import mouth_opening  # noqa: E402
 from lipsync_core.render.conditioning import mask_lower_half  # noqa: E402
 from lipsync_core.render.frames import FrameRenderer  # noqa: E402
 from lipsync_core.render.settings import RenderSettings  # noqa: E402
-from lipsync_core.style import closed_mouth_params  # noqa: E402
-from lipsync_core.types import DEMO_CLIPS, DEMO_MODELS, FaceAnalysis, LipMotion  # noqa: E402
-
-TARGETS = 12  # the test's rendered frames: the widest-open of the clip
-REFERENCES = 3
+from lipsync_core.train.fidelity import closed_mouth_scene  # noqa: E402
+from lipsync_core.types import DEMO_CLIPS, DEMO_MODELS  # noqa: E402
 
 
 class SwappedInputs(FrameRenderer):
@@ -83,28 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     models = LipSyncModels.from_folder(args.models)
     frames, fps = read_video(DEMO_CLIPS / "video.mp4")
-    size = models.renderer.config.crop_size
-    track = track_faces(frames, fps, crop_size=size)
-    analysis = FaceAnalysis.of(track, models.mouth)
-    order = np.argsort(analysis.openness)
-    targets, closest = np.sort(order[-TARGETS:]), order[:TARGETS]
-    closed = np.repeat(closed_mouth_params(models.mouth)[None], len(frames), axis=0)
-    closed_level = float(np.quantile(analysis.openness, 0.05))
-    open_level = float(analysis.openness[targets].mean())
-    substitutes = torch.from_numpy(warp_to_crops(frames[closest], track.crop_transforms[closest], size))
+    scene = closed_mouth_scene(models, frames, fps)
+    substitutes = torch.from_numpy(scene.crops(scene.reference_frames(open_mouth=False, count=len(scene.targets))))
     print(f"models {args.models}, guidance {args.guidance:g} on {args.guided_steps:g} of the steps, seed {args.seed}")
     for case in args.cases:
-        refs = order[-REFERENCES:] if case[2] == "o" else order[:REFERENCES]
-        renderer = SwappedInputs(models, models.codec(), analysis, LipMotion(closed, fps), np.arange(len(frames)),
-                                 warp_to_crops(frames[refs], track.crop_transforms[refs], size),
+        refs = scene.reference_frames(open_mouth=case[2] == "o")
+        renderer = SwappedInputs(models, models.codec(), scene.analysis, scene.motion, np.arange(len(frames)),
+                                 scene.crops(refs),
                                  RenderSettings(steps=10, guidance=args.guidance, guided_steps=args.guided_steps,
                                                 seed=args.seed),
-                                 reference_openness=analysis.openness[refs])
-        renderer.substitutes, renderer.targets, renderer.context, renderer.clean = substitutes, targets, *case[:2]
-        out, _ = renderer.render(frames[targets], targets)
-        again = track_faces(out, fps, crop_size=size)
-        opening = float(mouth_opening(models.mouth.align(again.landmarks)).mean())
-        share = 1 - (opening - closed_level) / (open_level - closed_level)
+                                 reference_openness=scene.analysis.openness[refs])
+        renderer.substitutes, renderer.targets, renderer.context, renderer.clean = substitutes, scene.targets, *case[:2]
+        out, _ = renderer.render(frames[scene.targets], scene.targets)
+        share, _ = scene.share_closed(models, out)
         print(f"context {case[0]}  clean upper {case[1]}  references {case[2]}:  closes {share:.0%} of the way",
               flush=True)
     return 0

@@ -10,15 +10,19 @@ import numpy as np
 import pytest
 
 from lipsync_core.cli import DEMO_MODELS
-from lipsync_core.face import track_faces, warp_to_crops
 from lipsync_core.media import read_video
 from lipsync_core.models.bundle import LipSyncModels
-from lipsync_core.motion import mouth_opening
 from lipsync_core.render.frames import FrameRenderer
 from lipsync_core.render.settings import RenderSettings
-from lipsync_core.style import closed_mouth_params
-from lipsync_core.train.fidelity import ROWS, FidelityOptions, fidelity, frame_figures, markdown, opening_figures
-from lipsync_core.types import FaceAnalysis, LipMotion
+from lipsync_core.train.fidelity import (
+    ROWS,
+    FidelityOptions,
+    closed_mouth_scene,
+    fidelity,
+    frame_figures,
+    markdown,
+    opening_figures,
+)
 
 DEMO = Path(__file__).resolve().parents[1] / "lipsync_core" / "assets" / "demo"
 
@@ -78,23 +82,13 @@ def test_fidelity_rows_on_the_demo_clip(models, tmp_path):
 def test_closed_mouth_motion_closes_the_mouth_even_with_open_references(models, demo_clip):
     """The copy path must not become a shortcut: the motion, not the reference, decides the mouth."""
     frames, fps, _ = demo_clip
-    size = models.renderer.config.crop_size
-    track = track_faces(frames, fps, crop_size=size)
-    analysis = FaceAnalysis.of(track, models.mouth)
-    order = np.argsort(analysis.openness)
-    widest = order[-3:]  # the references: only the widest-open frames of the clip
-    targets = np.sort(order[-12:])  # rendered: open-mouthed frames
-    refs = warp_to_crops(frames[widest], track.crop_transforms[widest], size)
-    closed = np.repeat(closed_mouth_params(models.mouth)[None], len(frames), axis=0)
-    settings = RenderSettings(steps=10)
-    renderer = FrameRenderer(models, models.codec(), analysis, LipMotion(closed, fps), np.arange(len(frames)),
-                             refs, settings, reference_openness=analysis.openness[widest])
-    out, _ = renderer.render(frames[targets], targets)
-    again = track_faces(out, fps, crop_size=size)
-    assert again.detected.all()
-    out_open = mouth_opening(models.mouth.align(again.landmarks))
-    closed_level = float(np.quantile(analysis.openness, 0.05))
-    open_level = float(analysis.openness[targets].mean())
+    scene = closed_mouth_scene(models, frames, fps)  # a closed-mouth motion on the clip's 12 widest-open frames
+    widest = scene.reference_frames(open_mouth=True)  # the references: only the widest-open frames of the clip
+    renderer = FrameRenderer(models, models.codec(), scene.analysis, scene.motion, np.arange(len(frames)),
+                             scene.crops(widest), RenderSettings(steps=10),
+                             reference_openness=scene.analysis.openness[widest])
+    out, _ = renderer.render(frames[scene.targets], scene.targets)
+    share, detected = scene.share_closed(models, out)
+    assert detected.all()
     # The output mouth closes most of the way from the input's opening towards the person's closed mouth.
-    assert out_open.mean() < closed_level + 0.35 * (open_level - closed_level), (out_open.mean(), closed_level,
-                                                                                  open_level)
+    assert share > 0.65, (share, scene.closed_level, scene.open_level)

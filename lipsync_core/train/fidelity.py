@@ -34,12 +34,13 @@ import numpy as np
 import torch
 
 from ..audio import TARGET_RATE, load_audio_file
-from ..face import topology
+from ..face import topology, track_faces, warp_to_crops
 from ..face.template import eye_centres
 from ..media import read_video
 from ..motion import lip_lmd, mouth_opening
 from ..render.settings import RenderSettings
-from ..types import LipMotion
+from ..style import closed_mouth_params
+from ..types import FaceAnalysis, FaceTrack, LipMotion
 
 ROWS = ("resample", "vae", "seam", "renderer", "whole job")
 ROW_TITLES = {
@@ -310,3 +311,53 @@ def markdown(report: dict) -> str:
         lines.append("")
         lines.append("Output opening against the driving params' opening (corr / range): " + "; ".join(follow) + ".")
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- the closed-mouth shortcut check
+
+SHORTCUT_TARGETS = 12  # rendered: the clip's widest-open frames
+SHORTCUT_REFERENCES = 3
+
+
+@dataclass
+class ClosedMouthScene:
+    """The setting of the closed-mouth shortcut check (issue 15): a closed-mouth motion drives a clip's widest-open
+    frames, so an output whose mouth stays open copied it from the context or the references, not the motion.
+    Shared by ``tests/test_render_fidelity.py`` (the pass mark) and ``benchmarks/bench_shortcut.py`` (the cases)."""
+
+    frames: np.ndarray
+    fps: float
+    crop_size: int
+    track: FaceTrack  # of the input clip
+    analysis: FaceAnalysis
+    order: np.ndarray  # frames by mouth opening, most closed first
+    targets: np.ndarray  # the widest-open frames, in time order
+    motion: LipMotion  # the person's closed mouth on every frame
+    closed_level: float  # the clip's 5% opening quantile
+    open_level: float  # the targets' mean opening
+
+    def reference_frames(self, open_mouth: bool = True, count: int = SHORTCUT_REFERENCES) -> np.ndarray:
+        """The widest-open (``open_mouth``) or the most closed ``count`` frames of the clip."""
+        return self.order[-count:] if open_mouth else self.order[:count]
+
+    def crops(self, indices: np.ndarray) -> np.ndarray:
+        return warp_to_crops(self.frames[indices], self.track.crop_transforms[indices], self.crop_size)
+
+    def share_closed(self, models, out: np.ndarray) -> tuple[float, np.ndarray]:
+        """(share of the way from the targets' opening to the closed level that the re-tracked output mouth
+        closed, per-frame detection flags of the re-tracking); 1 = fully closed, 0 = as open as the input."""
+        again = track_faces(out, self.fps, crop_size=self.crop_size)
+        opening = float(mouth_opening(models.mouth.align(again.landmarks)).mean())
+        return 1 - (opening - self.closed_level) / (self.open_level - self.closed_level), again.detected
+
+
+def closed_mouth_scene(models, frames: np.ndarray, fps: float, targets: int = SHORTCUT_TARGETS) -> ClosedMouthScene:
+    """Track ``frames`` at the renderer's crop size and set up the closed-mouth shortcut check on them."""
+    size = int(models.renderer.config.crop_size)
+    track = track_faces(frames, fps, crop_size=size)
+    analysis = FaceAnalysis.of(track, models.mouth)
+    order = np.argsort(analysis.openness)
+    chosen = np.sort(order[-targets:])
+    closed = np.repeat(closed_mouth_params(models.mouth)[None], len(frames), axis=0)
+    return ClosedMouthScene(frames, fps, size, track, analysis, order, chosen, LipMotion(closed, fps),
+                            float(np.quantile(analysis.openness, 0.05)), float(analysis.openness[chosen].mean()))
