@@ -4,17 +4,18 @@ fine-tuned against the closed-mouth shortcut -> the VAE's decoder fine-tuned on 
     python -m lipsync_core.train.demo_recipe --work /tmp/demo_recipe --export
 
 trains the demo models on puppet speakers (seed 0), evaluates them on held-out puppet speakers (seed 1:
-unseen faces, voices, styles and sentences), trains the ``none`` (no reference) variant with the same recipe
-for comparison, and with ``--export`` copies the four files (types.MODEL_FILES) into
-``lipsync_core/assets/demo_models/``. Every stage prints its wall time; ``recipe_summary.json`` keeps them.
-``--scale 0.05`` runs the same recipe with 5% of the steps (a smoke run); ``--resume`` continues
-interrupted training stages from their latest checkpoints (finished stages are skipped).
+unseen faces, voices, styles and sentences), with ``--compare-none`` also trains and evaluates the ``none`` (no
+reference) variant of stage 1 with the same recipe for comparison, and with ``--export`` copies the four files
+(types.MODEL_FILES) into ``lipsync_core/assets/demo_models/``. Every stage prints its wall time;
+``recipe_summary.json`` keeps them. ``--scale 0.05`` runs the same recipe with 5% of the steps (a smoke run);
+``--resume`` continues interrupted training stages from their latest checkpoints (finished stages are skipped).
 
 ``--jobs 2`` (default) uses both cores of a small CPU machine as two single-threaded lanes: the puppet clips
-are written by two processes, and stage 1 (with its ``none`` twin, then the decoder fine-tune once the VAE
-exists) trains in a second process while the VAE and the renderer (and its fine-tune) train in this one. The
-lanes share nothing but the prepared data and the VAE file, and every stage seeds itself, so the weights do not
-depend on the lane layout.
+are written by two processes, and stage 1 (with its ``none`` twin when asked, then the decoder fine-tune once
+the VAE exists) trains in a second process while the VAE and the renderer (and its fine-tune) train in this one;
+when the second lane ends, this one takes both cores. The lanes share nothing but the prepared data and the VAE
+file, and every stage seeds itself, so the weights depend on the lane layout only through the thread count's
+floating-point rounding.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from ..types import DEMO_MODELS, MODEL_FILES, LipSyncInputError
 from .basis import fit_basis
-from .common import lane_threads
+from .common import StepHooks, lane_threads
 from .evaluate import EvalOptions, evaluate
 from .motion import MotionTrainConfig, train_motion
 from .prepare import PrepareOptions, prepare
@@ -40,7 +41,9 @@ from .vae import VAETrainConfig, train_vae
 
 # The demo's data: puppet speakers at 256 px (the frame size of real use: crops are shrunk and prefiltered as
 # in inference), face crops at 64 px (f4 VAE -> 16x16 latents).
-DEMO_DATA = {"train_speakers": 16, "train_clips": 6, "test_speakers": 4, "test_clips": 3, "size": 256,
+# 32 speakers x 3 clips (session 8; was 16 x 6): the same footage, twice the faces and styles to generalise from
+# (stage 1 trained twice as long on 16 speakers gained nothing held out: docs/RESULTS.md).
+DEMO_DATA = {"train_speakers": 32, "train_clips": 3, "test_speakers": 4, "test_clips": 3, "size": 256,
              "sentences_per_clip": 2, "crop_size": 64}
 # Recipes: the data and the stage presets. ``gpu`` is the paper's scale for one GPU: puppets at 512 px,
 # 256 px crops -> 64x64 latents (f4 VAE), the ``full`` presets of every stage (bf16 on CUDA by default);
@@ -94,10 +97,30 @@ class Stages:
         return round(time.perf_counter() - self.t0, 1)
 
 
-def _beside(here, fn, args: tuple, threads: int):
+class TakeOverThreads:
+    """A between-steps hook (``StepHooks.before_step``) for the lane in this process: once the other lane's
+    process has ended, this lane takes ``threads`` (the cores the two lanes shared), so the recipe's longer lane
+    does not finish on one core while the other idles."""
+
+    def __init__(self, other_done, threads: int) -> None:
+        self.other_done, self.threads, self.taken = other_done, int(threads), False
+
+    def __call__(self) -> None:
+        if not self.taken and self.other_done():
+            import torch
+
+            self.taken = True
+            if self.threads > torch.get_num_threads():
+                torch.set_num_threads(self.threads)
+                print(f"== lanes: the second lane has ended; this lane goes on with {self.threads} threads", flush=True)
+
+
+def _beside(here, fn, args: tuple, threads: int, take_over: bool = False):
     """Run ``here()`` in this process while ``fn(*args, threads, False)`` runs in a spawned one, each with
-    ``threads`` torch threads; ``fn``'s result. This process's thread count is restored afterwards, and
-    the second process is stopped if either side fails (no orphan left training)."""
+    ``threads`` torch threads; ``fn``'s result. With ``take_over``, ``here`` is called with a
+    :class:`TakeOverThreads` hook that gives it both lanes' threads once ``fn`` has returned.
+    This process's thread count is restored afterwards, and the second process is stopped if either side fails
+    (no orphan left training)."""
     import torch
 
     before = torch.get_num_threads()
@@ -107,7 +130,10 @@ def _beside(here, fn, args: tuple, threads: int):
         print(f"== lanes: stage 1 -> decoder fine-tune in a second process, VAE -> renderer here ({threads} thread(s) "
               "each)", flush=True)
         other = pool.apply_async(fn, (*args, threads, False))
-        here()
+        if take_over:
+            here(TakeOverThreads(other.ready, 2 * threads))
+        else:
+            here()
         return other.get()
     finally:
         pool.terminate()  # idle after get(); stops a still-running lane when this side failed
@@ -141,7 +167,7 @@ def _motion_lane(work: Path, d_train: Path, models: Path, motion_cfg, none_cfg, 
 
 
 def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: str = "track", workers: int = 2,
-               compare_none: bool = True, resume: bool = False, data: dict | None = None,
+               compare_none: bool = False, resume: bool = False, data: dict | None = None,
                stage_steps: dict | None = None, jobs: int = 2, recipe: str = "demo") -> dict:
     if recipe not in RECIPES:
         raise LipSyncInputError(f"--recipe {recipe!r}: use one of {sorted(RECIPES)}.")
@@ -176,21 +202,23 @@ def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: 
     decoder_cfg = (_steps(replace(vae_cfg, **DECODER_FINE_TUNE, init=str(vae_file)), scale,
                           stage_steps.get("decoder fine-tune")) if fine_tunes else None)
 
-    def image_lane() -> None:
-        st.run("train-vae", lambda: train_vae(d_train, work / "vae", vae_cfg, again), vae_file)
+    def image_lane(between_steps=None) -> None:
+        hooks = StepHooks(before_step=between_steps)
+        st.run("train-vae", lambda: train_vae(d_train, work / "vae", vae_cfg, again, hooks=hooks), vae_file)
         first = work / "renderer_base" if fine_tunes else models
-        st.run("train-renderer", lambda: train_renderer(d_train, first, renderer_cfg, vae_file, resume=again),
+        st.run("train-renderer", lambda: train_renderer(d_train, first, renderer_cfg, vae_file, resume=again,
+                                                        hooks=hooks),
                first / "renderer.safetensors")
         if not fine_tunes:
             return
         st.run("renderer fine-tune", lambda: train_renderer(d_train, models, shortcut_cfg, vae_file, resume=again,
-                                                            init=first / "renderer.safetensors"),
+                                                            init=first / "renderer.safetensors", hooks=hooks),
                models / "renderer.safetensors")
 
     lane_args = (work, d_train, models, motion_cfg, none_cfg, decoder_cfg, again)
     if jobs >= 2:  # stage 1 (then the decoder fine-tune) in a second process, VAE -> renderer here
         t_lanes = time.perf_counter()
-        lane_times, lane_pid = _beside(image_lane, _motion_lane, lane_args, lane_threads(jobs))
+        lane_times, lane_pid = _beside(image_lane, _motion_lane, lane_args, lane_threads(jobs), take_over=True)
         st.times["training wall (lanes)"] = round(time.perf_counter() - t_lanes, 1)
     else:
         image_lane()
@@ -243,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="prepare processes")
     p.add_argument("--jobs", type=int, default=2,
                    help="parallel lanes: puppet-clip writers, and stage 1 trained beside VAE -> renderer (1: in turn)")
-    p.add_argument("--no-compare-none", action="store_true", help="skip training the no-reference variant")
+    p.add_argument("--compare-none", action="store_true",
+                   help="also train and evaluate stage 1's no-reference variant (the paper's comparison)")
+    p.add_argument("--no-compare-none", action="store_true", help=argparse.SUPPRESS)  # the default since session 8
     p.add_argument("--resume", action="store_true", help="continue interrupted training stages")
     p.add_argument("--vae-steps", type=int, help="override the VAE's steps")
     p.add_argument("--motion-steps", type=int, help="override stage 1's steps (also the none variant's)")
@@ -252,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-clips", type=int, help="default: the recipe's")
     args = p.parse_args(argv)
     data = {k: v for k, v in (("train_speakers", args.train_speakers), ("train_clips", args.train_clips)) if v}
-    run_recipe(args.work, args.scale, args.export, args.landmarks, args.workers, not args.no_compare_none,
+    run_recipe(args.work, args.scale, args.export, args.landmarks, args.workers, args.compare_none,
                args.resume, data, {"vae": args.vae_steps, "motion": args.motion_steps,
                                    "renderer": args.renderer_steps}, args.jobs, args.recipe)
     return 0

@@ -81,18 +81,22 @@ def prepare_clip(video: Path, root: Path, out_dir: Path, options: PrepareOptions
     from ..audio import load_audio_file
     from ..media import VideoFileFrames
 
-    torch.set_num_threads(1)  # one of ``workers`` processes
-    speaker = options.speaker or speaker_of(video, root)
-    source = VideoFileFrames(video, str(video))
-    landmarks = None
-    if options.landmarks == "truth" or (options.landmarks == "auto" and _truth_path(video).is_file()):
-        from ..synthetic.io import read_truth
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # one of ``workers`` processes (restored: with one worker this is the caller's)
+    try:
+        speaker = options.speaker or speaker_of(video, root)
+        source = VideoFileFrames(video, str(video))
+        landmarks = None
+        if options.landmarks == "truth" or (options.landmarks == "auto" and _truth_path(video).is_file()):
+            from ..synthetic.io import read_truth
 
-        landmarks = read_truth(_truth_path(video))["landmarks"]
-    # Audio: a lossless .wav twin next to the video wins over the compressed track inside it.
-    wav = video.with_suffix(".wav")
-    return prepare_source(source, lambda: load_audio_file(wav if wav.is_file() else video),
-                          clip_key(speaker, video.stem), speaker, out_dir, options, str(video), landmarks)
+            landmarks = read_truth(_truth_path(video))["landmarks"]
+        # Audio: a lossless .wav twin next to the video wins over the compressed track inside it.
+        wav = video.with_suffix(".wav")
+        return prepare_source(source, lambda: load_audio_file(wav if wav.is_file() else video),
+                              clip_key(speaker, video.stem), speaker, out_dir, options, str(video), landmarks)
+    finally:
+        torch.set_num_threads(before)
 
 
 def prepare_source(source, load_wave, key: str, speaker: str, out_dir: Path, options: PrepareOptions, name: str,
