@@ -245,13 +245,14 @@ class RendererLoss(nn.Module):
         return renderer_loss(eps, eps_true, self.loss_weight)
 
 
-def build_render_clips(data_dir, mouth, codec, window: int, frames: int, progress: bool = False) -> list[RenderClip]:
-    """Every clip's latents (float16) and conditioning; crops are read one clip at a time and dropped once
-    encoded, so memory holds the latents, not the pictures."""
+def build_render_clips(data_dir, mouth, codec, window: int, frames: int, progress: bool = False,
+                       limit: int | None = None) -> list[RenderClip]:
+    """Every clip's (or the first ``limit`` clips') latents (float16) and conditioning; crops are read one clip
+    at a time and dropped once encoded, so memory holds the latents, not the pictures."""
     from tqdm import tqdm
 
     out = []
-    for meta in tqdm(load_dataset(data_dir), desc="encode crops", disable=not progress):
+    for meta in tqdm(load_dataset(data_dir)[:limit], desc="encode crops", disable=not progress):
         c = load_clip(Path(data_dir) / CLIPS_DIR / f"{meta.key}.npz", with_crops=True)
         a = c.analyse(mouth)
         z, zm = encode_crops(codec, c.crops)
