@@ -40,13 +40,14 @@ def batches(sampler, batch_size: int, count: int) -> list[dict]:
     return out
 
 
-def train_steps(module: torch.nn.Module, optimizer: torch.optim.Optimizer, data: list[dict], after=None) -> None:
+def train_steps(module: torch.nn.Module, optimizer: torch.optim.Optimizer, data: list[dict], grad_clip: float,
+                after=None) -> None:
     """One training step per batch of ``data``: forward, backward, clip, optimizer step (+ ``after()``)."""
     for batch in data:
         out = module(batch)
         loss = out[0] if isinstance(out, tuple) else out
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if after is not None:
@@ -71,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     clips = stage2.build_render_clips(args.data, mouth, DiffusersVAECodec(vae, 1.0, 0.0), r_cfg.model["motion_window"],
                                       r_cfg.frames, limit=args.clips)
     _, std = stage2.latent_stats(clips)
-    for c in clips:
-        c.latents, c.masked = (c.latents.float() / std).half(), (c.masked.float() / std).half()
+    stage2.to_model_scale(clips, 1 / std, 0.0)  # the recipe's default scale and shift
     crop = stage2.load_dataset_meta_crop(args.data)
     renderer = stage2.build_renderer(r_cfg, vae, crop, mouth.identity_dim, 1 / std, 0.0, str(args.vae),
                                      stage2.motion_stats(clips))
@@ -89,18 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     m_loss = stage1.MotionLoss(motion, mouth.components_tensor()).train()
     m_sampler = stage1.MotionSampler(m_clips, m_cfg.clip_frames, m_cfg.reference_frames, m_cfg.min_reference_frames)
 
-    rows = [("renderer (demo preset)", r_loss, r_sampler, r_cfg.batch_size, lambda: ema.step(renderer.parameters())),
-            ("stage 1 (demo preset)", m_loss, m_sampler, m_cfg.batch_size, None)]
+    rows = [("renderer (demo preset)", r_loss, r_sampler, r_cfg, lambda: ema.step(renderer.parameters())),
+            ("stage 1 (demo preset)", m_loss, m_sampler, m_cfg, None)]
     print(f"data {args.data} ({args.clips} clips), {args.steps} steps after {args.warmup}, least of {args.repeats}")
     print("| stage | threads | ms / step | vs 1 thread |\n|---|---|---|---|")
-    for name, module, sampler, batch_size, after in rows:
-        data = batches(sampler, batch_size, args.steps)
-        optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
+    for name, module, sampler, cfg, after in rows:
+        data = batches(sampler, cfg.batch_size, args.steps)
+        optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         first = None
         for threads in args.threads:
             torch.set_num_threads(threads)
-            train_steps(module, optimizer, data[: args.warmup], after)
-            seconds, _ = best_of(lambda: train_steps(module, optimizer, data, after), repeats=args.repeats)  # noqa: B023
+            train_steps(module, optimizer, data[: args.warmup], cfg.grad_clip, after)
+            seconds, _ = best_of(lambda: train_steps(module, optimizer, data, cfg.grad_clip, after),  # noqa: B023
+                                 repeats=args.repeats)
             ms = seconds / args.steps * 1000
             first = first or ms
             print(f"| {name} | {threads} | {ms:.0f} | {first / ms:.2f}x |", flush=True)

@@ -271,6 +271,13 @@ def latent_stats(clips: list[RenderClip]) -> tuple[float, float]:
     return float(z.mean()), float(z.std())
 
 
+def to_model_scale(clips: list[RenderClip], scale: float, shift: float) -> None:
+    """The clips' latents (clean and masked) as the renderer sees them, in place: (z - shift) * scale."""
+    for c in clips:
+        c.latents = ((c.latents.float() - shift) * scale).half()
+        c.masked = ((c.masked.float() - shift) * scale).half()
+
+
 def motion_stats(clips: list[RenderClip]) -> tuple[list[float], list[float]]:
     """Per-feature mean and std of the motion vectors (mouth params, identity, rotation) of the training data."""
     x = np.concatenate([c.motion[:, c.motion.shape[1] // 2] for c in clips]).astype(np.float64)
@@ -336,9 +343,7 @@ def train_renderer(
         scale = float(config.latent_scale) if config.latent_scale is not None else 1.0 / max(std, 1e-6)
         shift = float(config.latent_shift) if config.latent_shift is not None else 0.0
     held_out = encoded(val_data) if val_data is not None else []
-    for c in clips + held_out:  # latents as the renderer sees them: (z - shift) * scale
-        c.latents = ((c.latents.float() - shift) * scale).half()
-        c.masked = ((c.masked.float() - shift) * scale).half()
+    to_model_scale(clips + held_out, scale, shift)
     model = base if base is not None else build_renderer(
         config, vae, crop_size, mouth.identity_dim, scale, shift, str(vae_path),
         motion_stats(clips) if config.normalise_motion else None)
