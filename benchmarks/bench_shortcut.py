@@ -3,7 +3,7 @@ motion drives open-mouthed frames, with each other input taken from open or from
 
 The setting of tests/test_render_fidelity.py::test_closed_mouth_motion_closes_the_mouth_even_with_open_references,
 built by the one function both call (``lipsync_core.train.fidelity.closed_mouth_scene``)
-(demo clip, its 12 widest-open frames rendered, 10 steps, the default guidance), and three inputs that can carry
+(demo clip, its 12 widest-open frames rendered, the default steps and guidance), and three inputs that can carry
 the open mouth besides the motion, each drawn from the open target frames or from the clip's 12 most closed ones:
 
 - context: the masked crop whose upper latent rows the renderer reads (``c``; ``u``/``l``: only its upper rows /
@@ -15,7 +15,7 @@ A case is three letters (context, clean upper, references), ``ooo`` being the te
 share of 0.65 or more.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_shortcut.py [--models DIR] [--cases ooo coo oco ooc]
-        [--guidance 3 --guided-steps 0.5] [--seed 0]
+        [--steps 4 --guidance 3 --guided-steps 0.5] [--seed 0]
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", type=Path, default=DEMO_MODELS)
     p.add_argument("--cases", nargs="+", default=["ooo", "coo", "oco", "ooc"])
+    p.add_argument("--steps", type=int, default=RenderSettings.steps)
     p.add_argument("--guidance", type=float, default=RenderSettings.guidance)
     p.add_argument("--guided-steps", type=float, default=RenderSettings.guided_steps)
     p.add_argument("--seed", type=int, default=RenderSettings.seed, help="render seed (the test: 0)")
@@ -81,13 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     frames, fps = read_video(DEMO_CLIPS / "video.mp4")
     scene = closed_mouth_scene(models, frames, fps)
     substitutes = torch.from_numpy(scene.crops(scene.reference_frames(open_mouth=False, count=len(scene.targets))))
-    print(f"models {args.models}, guidance {args.guidance:g} on {args.guided_steps:g} of the steps, seed {args.seed}")
+    print(f"models {args.models}, {args.steps} steps, guidance {args.guidance:g} on {args.guided_steps:g} of them, "
+          f"seed {args.seed}")
     for case in args.cases:
         refs = scene.reference_frames(open_mouth=case[2] == "o")
         renderer = SwappedInputs(models, models.codec(), scene.analysis, scene.motion, np.arange(len(frames)),
                                  scene.crops(refs),
-                                 RenderSettings(steps=10, guidance=args.guidance, guided_steps=args.guided_steps,
-                                                seed=args.seed),
+                                 RenderSettings(steps=args.steps, guidance=args.guidance,
+                                                guided_steps=args.guided_steps, seed=args.seed),
                                  reference_openness=scene.analysis.openness[refs])
         renderer.substitutes, renderer.targets, renderer.context, renderer.clean = substitutes, scene.targets, *case[:2]
         out, _ = renderer.render(frames[scene.targets], scene.targets)

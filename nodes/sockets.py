@@ -94,7 +94,8 @@ def render_inputs() -> list[io.Input]:
         io.Combo.Input("sampler", options=list(SAMPLER_NAMES), default=d.sampler,
                        tooltip="Diffusion sampler of the face renderer."),
         io.Int.Input("steps", default=d.steps, min=1, max=200,
-                     tooltip="Denoising steps (10 is the measured default)."),
+                     tooltip=f"Denoising steps ({d.steps} is the measured default for the demo renderer; "
+                             "try more for larger renderers)."),
         io.Int.Input("seed", default=d.seed, min=0, max=2**32 - 1, control_after_generate=True,
                      tooltip="The one initial noise shared by every frame; same seed, same video."),
         io.Int.Input("chunk_size", default=d.chunk_size, min=1, max=512,

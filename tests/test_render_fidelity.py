@@ -85,7 +85,7 @@ def test_closed_mouth_motion_closes_the_mouth_even_with_open_references(models, 
     scene = closed_mouth_scene(models, frames, fps)  # a closed-mouth motion on the clip's 12 widest-open frames
     widest = scene.reference_frames(open_mouth=True)  # the references: only the widest-open frames of the clip
     renderer = FrameRenderer(models, models.codec(), scene.analysis, scene.motion, np.arange(len(frames)),
-                             scene.crops(widest), RenderSettings(steps=10),
+                             scene.crops(widest), RenderSettings(),
                              reference_openness=scene.analysis.openness[widest])
     out, _ = renderer.render(frames[scene.targets], scene.targets)
     share, detected = scene.share_closed(models, out)

@@ -77,6 +77,7 @@ def test_changed_weights_are_traced_again_and_other_devices_or_dtypes_run_eager(
         with torch.no_grad():
             renderer.conv_out.bias.add_(0.5)  # a fine-tune in place: the old graph holds the old weights
         assert not traced.is_traced(renderer)
+        call = traced.renderer_call(renderer, 0, graph=True)  # the next render checks the weights again
         after = call(*args, **kwargs)
         assert torch.allclose(after, renderer(*args, **kwargs), atol=1e-5) and not torch.allclose(after, before)
         with torch.autocast("cpu", dtype=torch.bfloat16):  # another precision: the eager module, exactly

@@ -93,10 +93,11 @@ def _graph_runs_here(renderer: LipRenderUNet, sample: torch.Tensor) -> bool:
             and not torch.is_grad_enabled())
 
 
-def is_traced(renderer: LipRenderUNet) -> bool:
-    """Whether ``renderer`` has CPU graphs for its current weights (later renders use them)."""
+def is_traced(renderer: LipRenderUNet, weights: tuple | None = None) -> bool:
+    """Whether ``renderer`` has CPU graphs for its current weights (later renders use them); ``weights``: its
+    :func:`_weights_key` when the caller has it already."""
     held = _TRACED.get(renderer)
-    return held is not None and held.weights == _weights_key(renderer)
+    return held is not None and held.weights == (_weights_key(renderer) if weights is None else weights)
 
 
 def renderer_call(renderer: LipRenderUNet, frame_calls: int, graph: bool | None = None) -> Callable[..., torch.Tensor]:
@@ -106,7 +107,12 @@ def renderer_call(renderer: LipRenderUNet, frame_calls: int, graph: bool | None 
     work to earn the trace back (``frame_calls`` >= :data:`TRACE_MIN_FRAME_CALLS`), else the eager module;
     ``True``: the graph, traced now if need be (a caller that renders again with these models); ``False``:
     always the eager module (comparisons, benchmarks)."""
-    if graph is False or (graph is None and frame_calls < TRACE_MIN_FRAME_CALLS and not is_traced(renderer)):
+    if graph is False:
+        return renderer
+    # Checked once per render, not per call (walking a few hundred parameters cost about 10% of a demo
+    # denoise on the host): a render never moves, casts or trains its renderer.
+    weights = _weights_key(renderer)
+    if graph is None and frame_calls < TRACE_MIN_FRAME_CALLS and not is_traced(renderer, weights):
         return renderer
 
     def call(sample: torch.Tensor, timestep: torch.Tensor, motion: torch.Tensor,
@@ -121,7 +127,7 @@ def renderer_call(renderer: LipRenderUNet, frame_calls: int, graph: bool | None 
         kind = (present, tuple(sample.shape[1:]), tuple(motion.shape[1:]), len(tokens), shared,
                 None if sizes is None else tuple(map(tuple, sizes)))
         inputs = (sample, timestep, motion, *[context[n] for n in present], *tokens)  # the graph's order
-        graph = _graph(renderer, kind, inputs, present, sizes)
+        graph = _graph(renderer, weights, kind, inputs, present, sizes)
         if graph is None:
             return renderer(sample, timestep, motion, reference_features=reference_features, **context)
         return graph(*inputs)
@@ -129,11 +135,11 @@ def renderer_call(renderer: LipRenderUNet, frame_calls: int, graph: bool | None 
     return call
 
 
-def _graph(renderer: LipRenderUNet, kind: tuple, example: tuple, present: tuple[str, ...],
+def _graph(renderer: LipRenderUNet, weights: tuple, kind: tuple, example: tuple, present: tuple[str, ...],
            sizes: list[tuple[int, int]] | None) -> torch.jit.ScriptModule | None:
-    """The graph of ``renderer`` for this kind of input, traced and frozen on first use; None if that fails
-    (``torch.jit`` is deprecated in recent torch: the eager module then goes on running)."""
-    weights = _weights_key(renderer)
+    """The graph of ``renderer`` (whose :func:`_weights_key` is ``weights``) for this kind of input, traced and
+    frozen on first use; None if that fails (``torch.jit`` is deprecated in recent torch: the eager module then
+    goes on running)."""
     held = _TRACED.get(renderer)
     if held is None or held.weights != weights:
         held = _TRACED[renderer] = _Graphs(weights)

@@ -60,8 +60,8 @@ _OUTER_LIPS = topology.as_array(topology.LIPS_OUTER)
 class FidelityOptions:
     clips_per_speaker: int = 1
     max_frames: int = 0  # per clip; 0: all
-    steps: int = 10
-    sampler: str = "ddim"
+    steps: int = RenderSettings.steps
+    sampler: str = RenderSettings.sampler
     seed: int = 0
     guidance: float = RenderSettings.guidance
     guided_steps: float = RenderSettings.guided_steps

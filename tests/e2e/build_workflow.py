@@ -27,6 +27,9 @@ sys.path.insert(0, str(HERE))
 from browser import BUILD_GRAPH_JS, close_dialogs, comfy_page  # noqa: E402
 from workflow_check import ROOT, WORKFLOW_DIRS  # noqa: E402
 
+sys.path.insert(0, str(ROOT))
+from lipsync_core.render.settings import RenderSettings  # noqa: E402
+
 NOTE_MODEL_INFO = (
     "StyleLipSync Model Info\n\n"
     "Lists the StyleLipSync weights in ComfyUI/models/stylelipsync (or a 'stylelipsync:' folder in "
@@ -44,7 +47,7 @@ INPUT_FILES = {  # name in ComfyUI/input -> file of the pack (the e2e tests copy
 }
 DEMO_MODELS = "demo (shipped)"  # lipsync_core/assets/demo_models/, shipped with the pack
 MODEL_WIDGETS = {"motion_model": DEMO_MODELS, "renderer": DEMO_MODELS, "mouth_model": DEMO_MODELS, "vae": DEMO_MODELS}
-FAST = {"steps": 10, "chunk_size": 16}  # the demo renderer's 16x16 latent: 10 steps run in seconds on a CPU
+FAST = {"steps": RenderSettings.steps, "chunk_size": RenderSettings.chunk_size}  # the demo renderer: seconds on a CPU
 DEMO_MEDIA = (
     "Inputs: StyleLipSync Demo Media gives the clips shipped with the pack (a puppet speaking, new speech for it, "
     "another speaker's clip), so this runs as it is. For your own: Load Video + Get Video Components (or "
@@ -53,7 +56,7 @@ DEMO_MEDIA = (
 MODELS_NOTE = (
     "Models: 'demo (shipped)' are the pack's small demo weights (lipsync_core/assets/demo_models). Your own "
     "motion, renderer, mouth_model and vae .safetensors go in ComfyUI/models/stylelipsync and appear in the same "
-    "lists. Steps: 10 is enough for the demo renderer; raise it for larger models."
+    f"lists. Steps: {RenderSettings.steps} is enough for the demo renderer; raise it for larger models."
 )
 NOTE_DEMO = (
     "StyleLipSync demo: the modular chain\n\n"
