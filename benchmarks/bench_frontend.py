@@ -112,7 +112,7 @@ def main() -> None:
     if args.landmarks_only:
         return
     wave = np.random.default_rng(0).standard_normal(16000 * 60).astype(np.float32) * 0.1
-    compute_features(wave[:16000], 25)  # warm-up (librosa's first call compiles)
+    compute_features(wave[:16000], 25)  # warm-up
     secs, feats = best_of(lambda: compute_features(wave, 25), repeats=3)
     print(f"{'compute_features logmel (60 s of audio)':56s} {'25 fps':>10s} {len(feats) / secs:10.1f}")
 

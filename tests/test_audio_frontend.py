@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from lipsync_core.audio import (
     logmel_spec,
     match_length,
 )
+from lipsync_core.audio.features import logmel, mel_filterbank
 from lipsync_core.types import FeatureSpec, LipSyncInputError
 from tests.speech import synthesize
 
@@ -265,3 +267,39 @@ def test_learned_features_from_a_local_folder(tmp_path, model, speech_44k_stereo
         compute_features(wave, 25, kind="hubert" if model == "wav2vec2" else "wav2vec2", encoder=encoder)
     with pytest.raises(LipSyncInputError, match="config.json"):
         SpeechEncoder(tmp_path / "nothing-here")
+
+
+LIBROSA_FIXTURE = Path(__file__).parent / "fixtures" / "logmel_librosa.npz"
+
+
+def test_logmel_is_the_feature_the_models_were_trained_on():
+    """The shipped models were trained on librosa's log-mel (librosa 0.11.0: melspectrogram, Slaney mel, centred
+    zero-padded STFT, periodic Hann); the pack computes it with numpy alone. The fixture holds 0.75 s of the demo's
+    speech and librosa's features of it."""
+    stored = np.load(LIBROSA_FIXTURE)
+    ours = logmel(stored["wave"])
+    assert ours.shape == stored["logmel"].shape == (76, 80)
+    np.testing.assert_allclose(ours, stored["logmel"], atol=1e-4)  # 1e-4 = 0.003 dB
+
+
+@pytest.mark.parametrize("length", [161, 399, 1000, 1001, 16000])
+def test_logmel_matches_librosa_on_any_length(length):
+    librosa = pytest.importorskip("librosa", reason="librosa is not installed (the fixture test above covers it)")
+    wave = np.random.default_rng(length).standard_normal(length).astype(np.float32) * 0.1
+    mel = librosa.feature.melspectrogram(y=wave, sr=16000, n_fft=512, hop_length=160, win_length=400, n_mels=80,
+                                         fmin=55.0, fmax=7600.0, center=True, pad_mode="constant", power=2.0)
+    expected = ((10.0 * np.log10(np.maximum(mel, 1e-10)) + 40.0) / 30.0).T
+    np.testing.assert_allclose(logmel(wave), expected, atol=1e-4)
+
+
+def test_mel_filterbank_puts_a_tone_in_its_band():
+    """Filters cover 55-7600 Hz with unit area each; a 1 kHz tone lands in the band whose centre is nearest."""
+    bank = mel_filterbank(16000, 512, 80, 55.0, 7600.0)
+    assert bank.shape == (80, 257) and (bank >= 0).all() and not bank.flags.writeable
+    hz = np.linspace(0, 8000, 257)
+    wide = (bank > 0).sum(1) >= 10  # unit area, where a filter spans enough FFT bins to sample its triangle
+    assert wide[-15:].all() and np.allclose((bank[wide] * (hz[1] - hz[0])).sum(1), 1.0, atol=0.05)
+    tone = np.sin(2 * np.pi * 1000.0 * np.arange(16000) / 16000).astype(np.float32)
+    band = int(np.argmax(logmel(tone)[50]))
+    centre = hz[np.argmax(bank[band])]
+    assert abs(centre - 1000.0) < 60.0, centre

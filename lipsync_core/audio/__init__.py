@@ -1,7 +1,7 @@
 """Audio: any ComfyUI AUDIO -> 16 kHz mono, features aligned to video frames.
 
 The names below are imported on first use (PEP 562): ``io`` and ``length`` need only numpy,
-while ``features`` pulls in torch and librosa, which the command line must not wait for
+while ``features`` pulls in torch, which the command line must not wait for
 before it has checked its arguments.
 """
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 
-import librosa
 import numpy as np
 import torch
 
@@ -93,23 +93,50 @@ def _num_frames(wave: np.ndarray, sample_rate: int, fps: float, num_frames: int 
     return int(num_frames)
 
 
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (the Auditory Toolbox's, librosa's default): linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz * 3.0 / 200.0
+    return np.where(hz >= 1000.0, 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) * 27.0 / np.log(6.4), linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp((mel - 15.0) * np.log(6.4) / 27.0), mel * 200.0 / 3.0)
+
+
+@cache
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) triangular filters, centres evenly spaced on the Slaney mel scale, each scaled
+    to unit area (Slaney normalisation): the filters of the features every model here was trained on."""
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    bins = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    rising = (bins[None, :] - edges[:-2, None]) / np.diff(edges)[:-1, None]
+    falling = (edges[2:, None] - bins[None, :]) / np.diff(edges)[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling)) * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    weights = weights.astype(np.float32)
+    weights.setflags(write=False)
+    return weights
+
+
+def power_spectrogram(wave: np.ndarray, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH,
+                      win_length: int = WIN_LENGTH) -> np.ndarray:
+    """(N,) samples -> (1 + N // hop, n_fft // 2 + 1) |STFT|², frame j centred at sample j*hop (the signal is
+    zero-padded by n_fft/2 at both ends) under a periodic Hann window of ``win_length`` centred in n_fft."""
+    window = np.zeros(n_fft)
+    start = (n_fft - win_length) // 2
+    window[start:start + win_length] = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(win_length) / win_length)
+    padded = np.pad(np.asarray(wave, dtype=np.float32), n_fft // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
+    spectrum = np.fft.rfft(frames * window.astype(np.float32), axis=-1)
+    return (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+
+
 def logmel(wave: np.ndarray, sample_rate: int = TARGET_RATE, n_mels: int = N_MELS) -> np.ndarray:
     """(N,) samples -> (M, n_mels) normalised log-mel frames at HOP_LENGTH (frame j centred at j*hop)."""
-    mel = librosa.feature.melspectrogram(
-        y=wave,
-        sr=sample_rate,
-        n_fft=N_FFT,
-        hop_length=HOP_LENGTH,
-        win_length=WIN_LENGTH,
-        n_mels=n_mels,
-        fmin=FMIN,
-        fmax=FMAX,
-        center=True,
-        pad_mode="constant",
-        power=2.0,
-    )
+    mel = power_spectrogram(wave) @ mel_filterbank(sample_rate, N_FFT, n_mels, FMIN, FMAX).T
     db = 10.0 * np.log10(np.maximum(mel, 10 ** (DB_FLOOR / 10)))
-    return ((db - DB_OFFSET) / DB_SCALE).T.astype(np.float32)
+    return ((db - DB_OFFSET) / DB_SCALE).astype(np.float32)
 
 
 def sample_sequence(seq: np.ndarray, seq_times: np.ndarray, times: np.ndarray, fill: np.ndarray | None) -> np.ndarray:
