@@ -13,11 +13,12 @@ from lipsync_core.models.io import load_model
 from lipsync_core.motion import lip_lmd
 from lipsync_core.train.basis import fit_basis
 from lipsync_core.train.common import read_log
-from lipsync_core.train.dataset import load_basis, load_dataset
+from lipsync_core.train.dataset import clip_paths, load_basis, load_dataset, merge_prepared
 from lipsync_core.train.evaluate import EvalOptions, motion_metrics
 from lipsync_core.train.motion import MotionSampler, MotionTrainConfig, motion_clips, train_motion
 from lipsync_core.train.prepare import PrepareOptions, prepare
 from lipsync_core.train.puppet_data import make_puppet_videos
+from lipsync_core.types import LipSyncInputError
 
 TINY_MODEL = {"d_model": 32, "num_heads": 4, "decoder_layers": 1, "audio_encoder_layers": 1, "lip_encoder_layers": 1,
               "ff_dim": 64, "window": 5, "dropout": 0.0, "reference_dropout": 0.2, "vertex_loss_weight": 300.0}
@@ -149,3 +150,26 @@ def test_tiny_stage1_beats_no_audio_baseline(puppet, tmp_path):
     transfer = style_transfer(model, mouth, test, labels, 32)
     assert transfer["pairs"] == 2 and transfer["cases"] >= 6
     assert all(np.isfinite([r["t_ab"], r["t_aa"], r["d_to_a"], r["d_to_b"]]).all() for r in transfer["rows"])
+
+
+def test_merged_prepared_folders_hold_every_clip_once_and_one_basis(tmp_path):
+    """The recipe's stage-1 data: the training speakers' clips and more speakers', the training speakers' basis."""
+    def folder(name: str, keys: list[str], basis: bytes | None = None):
+        (tmp_path / name / "clips").mkdir(parents=True)
+        for key in keys:
+            (tmp_path / name / "clips" / f"{key}.npz").write_bytes(key.encode())
+            (tmp_path / name / "clips" / f"{key}.json").write_text("{}")
+        if basis is not None:
+            (tmp_path / name / "mouth_model.safetensors").write_bytes(basis)
+        return tmp_path / name
+
+    train = folder("train", ["s0__a", "s0__b"], basis=b"basis")
+    more = folder("more", ["s3__a"])
+    (more / "clips" / "s3__unfinished.npz").write_bytes(b"no json: not done")
+    merged = merge_prepared([train, more], tmp_path / "merged", basis_from=train)
+    assert [p.stem for p in clip_paths(merged)] == ["s0__a", "s0__b", "s3__a"]
+    assert (merged / "clips" / "s3__a.npz").read_bytes() == b"s3__a"
+    assert (merged / "mouth_model.safetensors").read_bytes() == b"basis"
+    assert merge_prepared([train, more], tmp_path / "merged", basis_from=train) == merged  # again: no change
+    with pytest.raises(LipSyncInputError, match="s0__a"):
+        merge_prepared([train, folder("again", ["s0__a"])], tmp_path / "clash")

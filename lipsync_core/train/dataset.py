@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +80,35 @@ def clip_paths(data_dir: str | os.PathLike) -> list[Path]:
         raise LipSyncInputError(f"data: {data_dir} has no '{CLIPS_DIR}' folder; run `prepare` on your videos first.")
     done = sorted(p.with_suffix(".npz") for p in folder.glob("*.json"))
     return [p for p in done if p.is_file()]
+
+
+def merge_prepared(sources: Sequence[str | os.PathLike], out: str | os.PathLike,
+                   basis_from: str | os.PathLike | None = None) -> Path:
+    """One prepared folder holding the finished clips of ``sources`` (hard links where the file system allows,
+    else copies), for a stage that trains on more footage than the others: the demo recipe's stage 1 sees
+    speakers the renderer does not. The mouth basis is ``basis_from``'s (a stage must predict in the basis the
+    rest of the models share). Two sources with a clip of the same key are refused."""
+    out = Path(out)
+    clips_out = out / CLIPS_DIR
+    clips_out.mkdir(parents=True, exist_ok=True)
+    seen: dict[str, Path] = {}
+    for source in sources:
+        for npz in clip_paths(source):
+            if npz.stem in seen:
+                raise LipSyncInputError(f"data: clip {npz.stem} is in both {seen[npz.stem]} and {source}; merge "
+                                        "prepared folders of different speakers.")
+            seen[npz.stem] = Path(source)
+            for part in (npz, npz.with_suffix(".json")):
+                target = clips_out / part.name
+                if target.exists():
+                    continue
+                try:
+                    os.link(part, target)
+                except OSError:
+                    shutil.copyfile(part, target)
+    if basis_from is not None:
+        shutil.copyfile(basis_path(basis_from), basis_path(out))
+    return out
 
 
 def read_meta(npz_path: Path) -> dict:
