@@ -10,7 +10,7 @@ frames past the end of the audio get silence (log-mel) or the last encoder frame
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 
@@ -33,6 +33,7 @@ DB_FLOOR = -100.0
 # Features are (dB - DB_OFFSET) / DB_SCALE: silence = -2.0, loud speech ~ +1.
 DB_OFFSET = -40.0
 DB_SCALE = 30.0
+SPECTRUM_BLOCK = 1024  # STFT frames computed at once (about 10 s of audio)
 
 
 def logmel_spec(n_mels: int = N_MELS, context: int = CONTEXT, sample_rate: int = TARGET_RATE) -> FeatureSpec:
@@ -119,22 +120,26 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
     return weights
 
 
-def power_spectrogram(wave: np.ndarray, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH,
-                      win_length: int = WIN_LENGTH) -> np.ndarray:
-    """(N,) samples -> (1 + N // hop, n_fft // 2 + 1) |STFT|², frame j centred at sample j*hop (the signal is
-    zero-padded by n_fft/2 at both ends) under a periodic Hann window of ``win_length`` centred in n_fft."""
-    window = np.zeros(n_fft)
+def power_spectrogram_blocks(wave: np.ndarray, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH,
+                             win_length: int = WIN_LENGTH, block: int = SPECTRUM_BLOCK) -> Iterator[np.ndarray]:
+    """(N,) samples -> |STFT|² in consecutive blocks of at most ``block`` frames, (frames, n_fft // 2 + 1) each;
+    1 + N // hop frames in all, frame j centred at sample j*hop (the signal is zero-padded by n_fft/2 at both
+    ends), under a periodic Hann window of ``win_length`` centred in n_fft. Blocks keep the memory of a long
+    track bounded by the block, not by the audio."""
+    window = np.zeros(n_fft, dtype=np.float32)
     start = (n_fft - win_length) // 2
     window[start:start + win_length] = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(win_length) / win_length)
     padded = np.pad(np.asarray(wave, dtype=np.float32), n_fft // 2)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
-    spectrum = np.fft.rfft(frames * window.astype(np.float32), axis=-1)
-    return (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]  # a view: no copy
+    for first in range(0, len(frames), block):
+        spectrum = np.fft.rfft(frames[first:first + block] * window, axis=-1)
+        yield (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
 
 
 def logmel(wave: np.ndarray, sample_rate: int = TARGET_RATE, n_mels: int = N_MELS) -> np.ndarray:
     """(N,) samples -> (M, n_mels) normalised log-mel frames at HOP_LENGTH (frame j centred at j*hop)."""
-    mel = power_spectrogram(wave) @ mel_filterbank(sample_rate, N_FFT, n_mels, FMIN, FMAX).T
+    bank = mel_filterbank(sample_rate, N_FFT, n_mels, FMIN, FMAX).T
+    mel = np.concatenate([power @ bank for power in power_spectrogram_blocks(wave)])
     db = 10.0 * np.log10(np.maximum(mel, 10 ** (DB_FLOOR / 10)))
     return ((db - DB_OFFSET) / DB_SCALE).astype(np.float32)
 
