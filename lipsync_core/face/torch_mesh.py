@@ -266,14 +266,20 @@ class TorchFaceMesh:
     # ------------------------------------------------------------------ detection
 
     @torch.inference_mode()
-    def detect(self, frames: torch.Tensor, net: GraphNet, min_score: float) -> list[list[tuple]]:
-        """BlazeFace on uint8 frames (B, H, W, 3) -> per frame [(box, keypoints, score)] normalised, best first."""
-        b, height, width, _ = frames.shape
+    def detect(
+        self, frames: torch.Tensor, net: GraphNet, min_score: float, frame_index: list[int] | None = None
+    ) -> list[list[tuple]]:
+        """BlazeFace on uint8 frames (B, H, W, 3) -> per frame [(box, keypoints, score)] normalised, best first.
+
+        ``frame_index``: only these frames (without copying them out of ``frames``), in this order.
+        """
+        frame_index = list(range(frames.shape[0])) if frame_index is None else frame_index
+        b, (_, height, width, _) = len(frame_index), frames.shape
         cfg = net.config
         size = cfg["input_size"]
         side = float(max(width, height))
         regions = np.array([[width / 2, height / 2, side, side, 0.0]] * b)
-        pixels = self._crops(frames, list(range(b)), regions, size, replicate=False)
+        pixels = self._crops(frames, frame_index, regions, size, replicate=False)
         raw, logits = net((pixels * (2.0 / 255.0) - 1.0).to(self.dtype))
         raw, logits = raw.float(), logits.float()
         key = cfg["name"]
@@ -384,21 +390,22 @@ class TorchFaceMesh:
         if not need:
             return results
         _, height, width, _ = frames.shape
-        detections = self.detect(frames[need], self._full, self._full.config["min_score"])
-        for j, i in enumerate(need):
-            regions = [
-                region_from_box(box, kps[DETECTION_EYES[0]], kps[DETECTION_EYES[1]], width, height)
-                for box, kps, _ in detections[j]
-            ]
-            known = [np.concatenate([f[:, :2].min(0), f[:, :2].max(0)]) for f in results[i]]
-            for face in self.mesh(frames, [i] * len(regions), regions):
-                if face is None:
-                    continue
-                box = np.concatenate([face[:, :2].min(0), face[:, :2].max(0)])
-                if any(_iou(box, k) > 0.2 for k in known):
-                    continue
-                known.append(box)
-                results[i].append(face)
+        detections = self.detect(frames, self._full, self._full.config["min_score"], frame_index=need)
+        owner = [i for j, i in enumerate(need) for _ in detections[j]]
+        regions = [
+            region_from_box(box, kps[DETECTION_EYES[0]], kps[DETECTION_EYES[1]], width, height)
+            for dets in detections
+            for box, kps, _ in dets
+        ]
+        known = {i: [np.concatenate([f[:, :2].min(0), f[:, :2].max(0)]) for f in results[i]] for i in need}
+        for i, face in zip(owner, self.mesh(frames, owner, regions), strict=True):  # all frames' faces at once
+            if face is None:
+                continue
+            box = np.concatenate([face[:, :2].min(0), face[:, :2].max(0)])
+            if any(_iou(box, k) > 0.2 for k in known[i]):
+                continue
+            known[i].append(box)
+            results[i].append(face)
         return results
 
 

@@ -25,6 +25,10 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 FORMAT_VERSION = 1  # the one convert_tflite writes; a constant lives once, but this is the reader's check
 NHWC_TO_NCHW = (0, 3, 1, 2)
 NCHW_TO_NHWC = (0, 2, 3, 1)
+# Images a network takes a call on a CPU: a larger batch's activations outgrow the caches and every call's
+# fresh memory costs page faults (static mode at 512x512, 64 frames fed at once, by this constant: 8: 121,
+# 16: 132, 32: 88, 64: 80 frames/s; benchmarks/bench_frontend.py)
+CPU_BATCH = 16
 
 
 def _same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -41,6 +45,34 @@ def _activate(x: torch.Tensor, act: str | None, in_place: bool = False) -> torch
     if act == "relu6":
         return F.hardtanh_(x, 0.0, 6.0) if in_place else F.relu6(x)
     return x
+
+
+def _pad_spatial(x: torch.Tensor, pw: tuple[int, int], ph: tuple[int, int], value: float = 0.0) -> torch.Tensor:
+    """``F.pad(x, (*pw, *ph), value=value)`` of an NCHW tensor, keeping its memory format.
+
+    Writes the borders and copies the inside once: ``F.pad`` of a channels-last tensor fills the whole
+    output before copying into it (two passes over the largest activations of the mesh).
+    """
+    n, c, h, w = x.shape
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    out = torch.empty((n, c, h + ph[0] + ph[1], w + pw[0] + pw[1]), dtype=x.dtype, device=x.device,
+                      memory_format=fmt)
+    out[:, :, : ph[0]] = value
+    out[:, :, h + ph[0] :] = value
+    out[:, :, ph[0] : h + ph[0], : pw[0]] = value
+    out[:, :, ph[0] : h + ph[0], w + pw[0] :] = value
+    out[:, :, ph[0] : h + ph[0], pw[0] : w + pw[0]] = x
+    return out
+
+
+def _prelu(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """PReLU with one slope per channel; a channels-last tensor goes through as its (N*H*W, C) matrix,
+    where torch's kernel is several times faster than on the 4-D channels-last layout (16 channels)."""
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        n, c, h, w = x.shape
+        return F.prelu(x.permute(NCHW_TO_NHWC).reshape(n * h * w, c), weight.reshape(c)).view(
+            n, h, w, c).permute(NHWC_TO_NCHW)
+    return F.prelu(x, weight)
 
 
 def landmarks_to_transform_matrix(landmarks: torch.Tensor, options: dict) -> torch.Tensor:
@@ -130,6 +162,7 @@ class GraphNet(torch.nn.Module):
                 self._names[key] = f"w{i}"
                 self.register_buffer(f"w{i}", f.get_tensor(key).float(), persistent=False)
         self._owned, self._slice_adds = self._plan_in_place()
+        self._dead_after = self._plan_lifetimes()
 
     def _plan_in_place(self) -> tuple[set[str], dict[str, str]]:
         """Which activations an op may overwrite, and which channel pads fold into the add after them.
@@ -169,6 +202,25 @@ class GraphNet(torch.nn.Module):
                         slice_adds[padded] = pads[padded]["in"][0]
         return owned, slice_adds
 
+    def _plan_lifetimes(self) -> list[list[str]]:
+        """Per op, the activations that no later op reads, dropped once it has run.
+
+        Holding every activation to the end of a call (the op loop's first form) made each op write to
+        memory nothing had touched before: fresh pages from the OS (page faults) and cold caches. At batch
+        16 that made the mesh 1.4x slower than its TorchScript trace, which frees values as it goes.
+        """
+        last: dict[str, int] = {}
+        for index, op in enumerate(self.graph):
+            for name in op["in"]:
+                last[self._slice_adds.get(name, name)] = index  # a folded pad is read as its input
+            last.setdefault(op["out"], index)  # an activation nobody reads is dropped at once
+        keep = set(self.config["outputs"]) | set(self._names)
+        dead: list[list[str]] = [[] for _ in self.graph]
+        for name, index in last.items():
+            if name not in keep:
+                dead[index].append(name)
+        return dead
+
     def _trace(self) -> None:
         """Trace this graph (CPU, fp32) with TorchScript; when tracing is unavailable or fails (``torch.jit``
         is deprecated in recent torch), the identical eager graph goes on running."""
@@ -195,9 +247,12 @@ class GraphNet(torch.nn.Module):
             self._frames_seen += images.shape[0]
             if self._frames_seen > self.trace_after_frames:
                 self._trace()
-        if cpu_fp32 and self._traced is not None:
-            return list(self._traced(images))
-        return self._run(images)
+        run = (lambda x: list(self._traced(x))) if cpu_fp32 and self._traced is not None else self._run
+        step = CPU_BATCH if images.device.type == "cpu" else images.shape[0]
+        if images.shape[0] <= step:
+            return run(images)
+        parts = [run(images[start : start + step]) for start in range(0, images.shape[0], step)]
+        return [torch.cat(outputs) for outputs in zip(*parts, strict=True)]
 
     def _run(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The graph, op by op."""
@@ -210,15 +265,24 @@ class GraphNet(torch.nn.Module):
                 return values[name]
             return self._const(name)
 
-        for op in self.graph:
+        dead: list[str] = []
+        for op, dead_next in zip(self.graph, self._dead_after, strict=True):
+            for name in dead:  # the previous op's last reads
+                values.pop(name, None)
+            dead = dead_next
             kind = op["op"]
             x = get(op["in"][0])
             if kind == "conv":
                 w = self._const(op["weight"])
                 b = None if op["bias"] is None else self._const(op["bias"])
                 if w.shape[2:] == (1, 1) and op["groups"] == 1 and op["stride"] == [1, 1] and x.dim() == 4:
-                    # pointwise: a matrix product over the channels (NHWC view), faster than conv2d on CPU
-                    y = F.linear(x.permute(NCHW_TO_NHWC), w[:, :, 0, 0], b).permute(NHWC_TO_NCHW)
+                    # pointwise: a matrix product over the channels (NHWC view), faster than conv2d on CPU;
+                    # the bias added afterwards (addmm's broadcast copy of it is slow for 16-32 channels)
+                    n, c, h, wd = x.shape
+                    y = torch.mm(x.permute(NCHW_TO_NHWC).reshape(n * h * wd, c), w[:, :, 0, 0].t())
+                    if b is not None:
+                        y.add_(b)
+                    y = y.view(n, h, wd, -1).permute(NHWC_TO_NCHW)
                     values[op["out"]] = _activate(y, op["act"], in_place=True)
                     continue
                 if op["same"]:
@@ -227,12 +291,12 @@ class GraphNet(torch.nn.Module):
                     if ph[0] == ph[1] and pw[0] == pw[1]:
                         y = F.conv2d(x, w, b, op["stride"], (ph[0], pw[0]), op["dilation"], op["groups"])
                     else:
-                        y = F.conv2d(F.pad(x, (*pw, *ph)), w, b, op["stride"], 0, op["dilation"], op["groups"])
+                        y = F.conv2d(_pad_spatial(x, pw, ph), w, b, op["stride"], 0, op["dilation"], op["groups"])
                 else:
                     y = F.conv2d(x, w, b, op["stride"], 0, op["dilation"], op["groups"])
                 y = _activate(y, op["act"], in_place=True)
             elif kind == "prelu":
-                y = F.prelu(x, self._const(op["weight"]))
+                y = _prelu(x, self._const(op["weight"]))
             elif kind == "relu":
                 y = F.relu_(x) if op["in"][0] in self._owned else F.relu(x)
             elif kind == "add":
@@ -259,7 +323,7 @@ class GraphNet(torch.nn.Module):
                     ph = _same_pads(x.shape[2], kh, op["stride"][0])
                     pw = _same_pads(x.shape[3], kw, op["stride"][1])
                     if any(ph) or any(pw):
-                        x = F.pad(x, (*pw, *ph), value=float("-inf"))
+                        x = _pad_spatial(x, pw, ph, float("-inf"))
                 y = F.max_pool2d(x, (kh, kw), op["stride"])
             elif kind == "pad":
                 if op["out"] in self._slice_adds:  # folded into the add that consumes it
