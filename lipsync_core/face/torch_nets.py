@@ -29,6 +29,9 @@ NCHW_TO_NHWC = (0, 2, 3, 1)
 # fresh memory costs page faults (static mode at 512x512, 64 frames fed at once, by this constant: 8: 121,
 # 16: 132, 32: 88, 64: 80 frames/s; benchmarks/bench_frontend.py)
 CPU_BATCH = 16
+# Above this many elements the layout workarounds below pay; under it (a tracked face, one image a call)
+# their extra torch calls cost more than they save: the plain call is taken
+LARGE_ACTIVATION = 1 << 18
 
 
 def _same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -53,6 +56,8 @@ def _pad_spatial(x: torch.Tensor, pw: tuple[int, int], ph: tuple[int, int], valu
     Writes the borders and copies the inside once: ``F.pad`` of a channels-last tensor fills the whole
     output before copying into it (two passes over the largest activations of the mesh).
     """
+    if x.numel() < LARGE_ACTIVATION:
+        return F.pad(x, (*pw, *ph), value=value)
     n, c, h, w = x.shape
     fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
     out = torch.empty((n, c, h + ph[0] + ph[1], w + pw[0] + pw[1]), dtype=x.dtype, device=x.device,
@@ -68,7 +73,7 @@ def _pad_spatial(x: torch.Tensor, pw: tuple[int, int], ph: tuple[int, int], valu
 def _prelu(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """PReLU with one slope per channel; a channels-last tensor goes through as its (N*H*W, C) matrix,
     where torch's kernel is several times faster than on the 4-D channels-last layout (16 channels)."""
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+    if x.dim() == 4 and x.numel() >= LARGE_ACTIVATION and x.is_contiguous(memory_format=torch.channels_last):
         n, c, h, w = x.shape
         return F.prelu(x.permute(NCHW_TO_NHWC).reshape(n * h * w, c), weight.reshape(c)).view(
             n, h, w, c).permute(NHWC_TO_NCHW)
@@ -163,6 +168,14 @@ class GraphNet(torch.nn.Module):
                 self.register_buffer(f"w{i}", f.get_tensor(key).float(), persistent=False)
         self._owned, self._slice_adds = self._plan_in_place()
         self._dead_after = self._plan_lifetimes()
+        # 1x1 convolutions run as matrix products: their (C_in, C_out) weight views, made once
+        self._pointwise: dict[str, str] = {}
+        for op in self.graph:
+            if op["op"] == "conv" and op["groups"] == 1 and op["stride"] == [1, 1]:
+                weight = self._const(op["weight"])
+                if weight.shape[2:] == (1, 1):
+                    key = self._pointwise[op["out"]] = f"{self._names[op['weight']]}_mm"
+                    self.register_buffer(key, weight[:, :, 0, 0].t(), persistent=False)
 
     def _plan_in_place(self) -> tuple[set[str], dict[str, str]]:
         """Which activations an op may overwrite, and which channel pads fold into the add after them.
@@ -275,11 +288,12 @@ class GraphNet(torch.nn.Module):
             if kind == "conv":
                 w = self._const(op["weight"])
                 b = None if op["bias"] is None else self._const(op["bias"])
-                if w.shape[2:] == (1, 1) and op["groups"] == 1 and op["stride"] == [1, 1] and x.dim() == 4:
+                if op["out"] in self._pointwise:
                     # pointwise: a matrix product over the channels (NHWC view), faster than conv2d on CPU;
                     # the bias added afterwards (addmm's broadcast copy of it is slow for 16-32 channels)
                     n, c, h, wd = x.shape
-                    y = torch.mm(x.permute(NCHW_TO_NHWC).reshape(n * h * wd, c), w[:, :, 0, 0].t())
+                    matrix = self._buffers[self._pointwise[op["out"]]]
+                    y = torch.mm(x.permute(NCHW_TO_NHWC).reshape(n * h * wd, c), matrix)
                     if b is not None:
                         y.add_(b)
                     y = y.view(n, h, wd, -1).permute(NHWC_TO_NCHW)
