@@ -46,7 +46,7 @@ def main() -> None:
     for name, size in NETS.items():
         net = GraphNet(DATA_DIR / f"{name}.safetensors").eval()
         frames = torch.rand(FRAMES, 3, size, size)
-        for batch in (1, 4, 32):
+        for batch in (1, 4, 16, 32):
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 traced = torch.jit.trace(net, frames[:batch], check_trace=False)

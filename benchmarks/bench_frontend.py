@@ -1,11 +1,12 @@
 """Front-end speed on this machine: face tracking (video mode), crops, paste-back, audio features.
 
-    python benchmarks/bench_frontend.py [--frames 100] [--device cuda] [--dtype float16] [--batch 64]
+    python benchmarks/bench_frontend.py [--frames 100] [--device cuda] [--dtype float16] [--batch 64] [--repeat 3]
 
 Frames are the astronaut photo drifting and turning slowly (a real face, tracking mode). Face landmarks:
 the torch face mesh (default backend; video mode: detector batched, mesh frame after frame, as a clip
 shorter than MESH_TRACE_AFTER_FRAMES runs it and, "traced", as a longer one goes on after its TorchScript
-trace; static mode: both batched) against the mediapipe package (one frame at a time, its own threads) when installed.
+trace; static mode: both batched, also untraced and traced) against the mediapipe package (one frame at a
+time, its own threads) when installed.
 On a CPU, set OMP_NUM_THREADS (the torch figures use torch's threads; mediapipe's XNNPACK picks its own).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -46,41 +48,52 @@ def make_video(height: int, width: int, frames: int) -> np.ndarray:
 def landmark_rows(
     video: np.ndarray, device: str, dtype: torch.dtype, batch: int, repeat: int = 3
 ) -> list[tuple[str, float]]:
-    """frames/s of the face-landmark backends alone on this video (after a warm-up; best of ``repeat``)."""
+    """frames/s of the face-landmark backends alone on this video (after a warm-up; best of ``repeat``).
+
+    The backends take turns, one timed pass each per round: this machine's speed drifts by up to 1.6x
+    within minutes, and timing one backend's repeats before the next's put that drift into the ratios.
+    """
     n = len(video)
-    rows = []
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    for static, traced in ((False, False), (False, True), (True, False)):
+    runners: list[tuple[str, Callable[[], None]]] = []
+    cpu_fp32 = device == "cpu" and dtype == torch.float32
+    trace = None  # the mesh's TorchScript trace, what a long video reaches after MESH_TRACE_AFTER_FRAMES frames
+    for static, traced in ((False, False), (False, True), (True, False), (True, True)):
+        if traced and not cpu_fp32:
+            continue  # the trace is a CPU fp32 thing
         mesh = TorchMeshBackend(25.0, static=static, device=device, dtype=dtype)
         mesh.process_batch(video[:2])
-        mesh.close()
-        net = mesh._mesh._mesh
-        if traced != (net._traced is not None) and device == "cpu" and dtype == torch.float32:
-            if traced:
-                net._trace()  # what a long video reaches after MESH_TRACE_AFTER_FRAMES frames
-            else:
-                net._traced = None
-                net.trace_after_frames, net._frames_seen = MESH_TRACE_AFTER_FRAMES, 0
-        elif traced:
-            continue  # the trace is a CPU fp32 thing
+        net = mesh._mesh._mesh  # on the CPU one network object shared by every backend: set per run
+        if traced and trace is None:
+            net._trace()
+            trace = net._traced
 
-        def run(mesh=mesh):
+        def run(mesh=mesh, net=net, traced=traced, trace=trace):
             mesh.close()  # forget the tracked face: every run starts by detecting it
+            if cpu_fp32:
+                net._traced = trace if traced else None
+                net.trace_after_frames, net._frames_seen = (None if traced else MESH_TRACE_AFTER_FRAMES), 0
             for start in range(0, n, batch):
                 mesh.process_batch(video[start : start + batch])
             sync()
 
-        secs, _ = best_of(run, repeat)
-        mode = "static" if static else ("video, traced" if traced else "video")
-        rows.append((f"torch mesh {mode} ({device} {str(dtype)[6:]}, batch {batch})", n / secs))
+        mode = ("static" if static else "video") + (", traced" if traced else "")
+        runners.append((f"torch mesh {mode} ({device} {str(dtype)[6:]}, batch {batch})", run))
+    packages = []
     if has_legacy_face_mesh():
         for static in (False, True):
             mp = MediaPipeBackend(25.0, static=static)
             mp.process(video[0])
-            secs, _ = best_of(lambda mp=mp: [mp.process(f) for f in video], repeat)
-            mp.close()
-            rows.append((f"mediapipe {'static' if static else 'video'} (its own threads)", n / secs))
-    return rows
+            packages.append(mp)
+            runners.append((f"mediapipe {'static' if static else 'video'} (its own threads)",
+                            lambda mp=mp: [mp.process(f) for f in video]))  # fmt: skip
+    best = {name: float("inf") for name, _ in runners}
+    for _ in range(repeat):
+        for name, run in runners:
+            best[name] = min(best[name], best_of(run)[0])
+    for mp in packages:
+        mp.close()
+    return [(name, n / secs) for name, secs in best.items()]
 
 
 def main() -> None:
@@ -90,6 +103,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--batch", type=int, default=64, help="frames per feed (as track_faces' batch_size)")
     parser.add_argument("--landmarks-only", action="store_true", help="skip crops, paste-back and audio")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of the landmark rows (best of them)")
     args = parser.parse_args()
     n = args.frames
     dtype = getattr(torch, args.dtype)
@@ -97,7 +111,7 @@ def main() -> None:
     print(f"{'what':56s} {'size':>10s} {'frames/s':>10s}")
     for h, w in ((512, 512), (1080, 1920)):
         video = make_video(h, w, n)
-        for what, fps in landmark_rows(video, args.device, dtype, args.batch):
+        for what, fps in landmark_rows(video, args.device, dtype, args.batch, args.repeat):
             print(f"{what:56s} {f'{w}x{h}':>10s} {fps:10.1f}")
         if args.landmarks_only:
             continue
