@@ -168,6 +168,7 @@ class GraphNet(torch.nn.Module):
                 self.register_buffer(f"w{i}", f.get_tensor(key).float(), persistent=False)
         self._owned, self._slice_adds = self._plan_in_place()
         self._dead_after = self._plan_lifetimes()
+        self._same = self._plan_same_padding()
         # 1x1 convolutions run as matrix products: their (C_in, C_out) weight views, made once
         self._pointwise: dict[str, str] = {}
         for op in self.graph:
@@ -215,6 +216,27 @@ class GraphNet(torch.nn.Module):
                         slice_adds[padded] = pads[padded]["in"][0]
         return owned, slice_adds
 
+    def _plan_same_padding(self) -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
+        """Each SAME convolution's and pooling's (width, height) pads, from the sizes the graph records.
+
+        The input size is fixed, so they are worked out once here: computed in the call from ``x.shape``, a
+        TorchScript trace recorded them as a few hundred integer ops that it then ran at every call.
+        """
+        size = self.config["input_size"]
+        spatial = {self.config["inputs"][0]: (size, size)}
+        spatial.update({op["out"]: tuple(op["shape"][1:3]) for op in self.graph if len(op["shape"]) == 4})
+        pads = {}
+        for op in self.graph:
+            if op["op"] in ("conv", "max_pool_2d") and op["same"]:
+                kernel = self._const(op["weight"]).shape[2:] if op["op"] == "conv" else op["kernel"]
+                dilation = op.get("dilation", [1, 1])
+                h, w = spatial[op["in"][0]]
+                pads[op["out"]] = (
+                    _same_pads(w, kernel[1], op["stride"][1], dilation[1]),
+                    _same_pads(h, kernel[0], op["stride"][0], dilation[0]),
+                )
+        return pads
+
     def _plan_lifetimes(self) -> list[list[str]]:
         """Per op, the activations that no later op reads, dropped once it has run.
 
@@ -244,11 +266,17 @@ class GraphNet(torch.nn.Module):
         try:
             with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
                 warnings.simplefilter("ignore")  # TracerWarning on shape arithmetic, DeprecationWarning of torch.jit
-                # traced, not also frozen: freezing costs more time at load (about 1.4 s for the mesh here) than
-                # it saves in a whole video's calls
+                # traced, not also frozen: freezing cost more time at load (about 1.4 s for the mesh, session 5)
+                # than it saved in a whole video's calls
                 self._traced = torch.jit.trace(self, torch.zeros(1, 3, size, size), check_trace=False)
         except Exception:  # any tracing failure leaves the eager graph
             self._traced = None
+
+    def _run_traced(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The trace, run without TorchScript's profiling executor: its two profiled first calls took about
+        0.5 s for the mesh and its optimised graph is no faster on a CPU (the flag is per thread, and restored)."""
+        with torch.jit.optimized_execution(False):
+            return list(self._traced(images))
 
     def _const(self, name: str) -> torch.Tensor | None:
         key = self._names.get(name)
@@ -260,7 +288,7 @@ class GraphNet(torch.nn.Module):
             self._frames_seen += images.shape[0]
             if self._frames_seen > self.trace_after_frames:
                 self._trace()
-        run = (lambda x: list(self._traced(x))) if cpu_fp32 and self._traced is not None else self._run
+        run = self._run_traced if cpu_fp32 and self._traced is not None else self._run
         step = CPU_BATCH if images.device.type == "cpu" else images.shape[0]
         if images.shape[0] <= step:
             return run(images)
@@ -300,8 +328,7 @@ class GraphNet(torch.nn.Module):
                     values[op["out"]] = _activate(y, op["act"], in_place=True)
                     continue
                 if op["same"]:
-                    ph = _same_pads(x.shape[2], w.shape[2], op["stride"][0], op["dilation"][0])
-                    pw = _same_pads(x.shape[3], w.shape[3], op["stride"][1], op["dilation"][1])
+                    pw, ph = self._same[op["out"]]
                     if ph[0] == ph[1] and pw[0] == pw[1]:
                         y = F.conv2d(x, w, b, op["stride"], (ph[0], pw[0]), op["dilation"], op["groups"])
                     else:
@@ -334,8 +361,7 @@ class GraphNet(torch.nn.Module):
             elif kind == "max_pool_2d":
                 kh, kw = op["kernel"]
                 if op["same"]:
-                    ph = _same_pads(x.shape[2], kh, op["stride"][0])
-                    pw = _same_pads(x.shape[3], kw, op["stride"][1])
+                    pw, ph = self._same[op["out"]]
                     if any(ph) or any(pw):
                         x = _pad_spatial(x, pw, ph, float("-inf"))
                 y = F.max_pool2d(x, (kh, kw), op["stride"])
@@ -423,7 +449,7 @@ def load_cpu_net(name: str, trace_after_frames: int | None = None) -> GraphNet:
     frames have gone through it (None: never).
 
     The mesh runs frame after frame in tracking mode, a few hundred small ops a call: the traced graph
-    dispatches them from C++ (about 1.5x faster here than the Python loop), but tracing costs about 1.4 s,
+    dispatches them from C++ (about 1.3x faster here than the Python loop), but tracing costs about 0.4 s,
     so a short clip is done before a trace would pay off (see ``MESH_TRACE_AFTER_FRAMES``). The detector
     runs batched, a few calls a video: its Python loop costs nothing worth tracing.
     """
