@@ -292,6 +292,33 @@ def test_networks_run_batched_and_in_half_precision():
     assert torch.allclose(half[0].float(), full[0], atol=2.0)  # pixels of a 192 crop
 
 
+def test_a_feed_over_the_cpu_batch_runs_in_parts_with_the_same_outputs():
+    from lipsync_core.face.torch_nets import CPU_BATCH
+
+    detector = load_net("face_detector_short")
+    x = torch.rand(CPU_BATCH + 3, 3, 128, 128)
+    with torch.inference_mode():
+        whole = detector(x)
+        parts = [detector(x[:CPU_BATCH]), detector(x[CPU_BATCH:])]
+    for out, first, rest in zip(whole, *parts, strict=True):
+        assert out.shape[0] == CPU_BATCH + 3
+        assert torch.equal(out, torch.cat([first, rest]))
+
+
+def test_each_activation_is_dropped_once_after_its_last_reader():
+    """The runner frees activations as it goes (holding them all made every op write to fresh memory)."""
+    for name in ("face_detector_short", "face_detector_full", "face_mesh_attention"):
+        net = load_net(name)
+        dropped_at = {n: i for i, names in enumerate(net._dead_after) for n in names}
+        assert sum(len(names) for names in net._dead_after) == len(dropped_at)  # once each
+        for index, op in enumerate(net.graph):
+            for read in op["in"]:
+                read = net._slice_adds.get(read, read)  # a folded pad is read as its input
+                if read not in net._names:  # not a constant
+                    assert read in net.config["outputs"] or dropped_at[read] >= index
+        assert not set(net.config["outputs"]) & set(dropped_at)
+
+
 def test_the_torch_crop_path_matches_the_opencv_one(astronaut):
     """Frames as a torch tensor take the device path (torch warp, as on a GPU); numpy frames take OpenCV's."""
     mesh = TorchFaceMesh(static=True)
