@@ -85,28 +85,31 @@ def landmarks_to_transform_matrix(landmarks: torch.Tensor, options: dict) -> tor
 
     The crop is the subset's bounding box in a frame rotated so the two rotation landmarks lie on
     ``target_rotation_radians``, scaled by ``scale_x/y`` and mapped onto an output_width x output_height grid.
-    Written with 2x2 matrix products rather than coordinate by coordinate: at one face a call (tracking) each
-    torch call costs more than its arithmetic, and this op runs three times a mesh call.
     """
-    points = landmarks[..., :2]
-    delta = points[:, options["right_rotation_idx"]] - points[:, options["left_rotation_idx"]]
-    rotation = options.get("target_rotation_radians", 0.0) - torch.atan2(delta[:, 1], delta[:, 0])
-    cos, sin = torch.cos(rotation), torch.sin(rotation)
-    rotate = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], 1)  # (B, 2, 2)
-    rotated = points[:, options["subset_idxs"]] @ rotate.transpose(1, 2)  # the subset in the rotated frame
-    low, high = rotated.aminmax(dim=1)
-    centre = (((low + high) / 2)[:, None, :] @ rotate)[:, 0]  # the box's centre rotated back
-    out_size = (options["output_width"], options["output_height"])
-    per_pixel = torch.tensor(
-        [options["scale_x"] / out_size[0], options["scale_y"] / out_size[1]], dtype=points.dtype, device=points.device
+    left = landmarks[:, options["left_rotation_idx"], :2]
+    right = landmarks[:, options["right_rotation_idx"], :2]
+    rotation = options.get("target_rotation_radians", 0.0) - torch.atan2(
+        right[:, 1] - left[:, 1], right[:, 0] - left[:, 0]
     )
+    subset = landmarks[:, options["subset_idxs"], :2]
+    cos, sin = torch.cos(rotation)[:, None], torch.sin(rotation)[:, None]
+    x = cos * subset[..., 0] - sin * subset[..., 1]
+    y = sin * subset[..., 0] + cos * subset[..., 1]
+    x_min, x_max = x.amin(1), x.amax(1)
+    y_min, y_max = y.amin(1), y.amax(1)
+    mid_x, mid_y = (x_min + x_max) / 2, (y_min + y_max) / 2
+    c, s = cos[:, 0], sin[:, 0]
+    centre_x, centre_y = c * mid_x + s * mid_y, -s * mid_x + c * mid_y  # rotate back by -rotation
+    out_w, out_h = options["output_width"], options["output_height"]
+    scale_x = options["scale_x"] * (x_max - x_min) / out_w
+    scale_y = options["scale_y"] * (y_max - y_min) / out_h
     # t = shift(centre) @ rotate(-rotation) @ scale @ shift(-out/2)
-    linear = rotate.transpose(1, 2) * ((high - low) * per_pixel)[:, None, :]  # (B, 2, 2)
-    half_out = torch.tensor([out_size[0] / 2, out_size[1] / 2], dtype=points.dtype, device=points.device)
-    shift = centre - linear @ half_out
+    cr, sr = c, -s  # cos(-rotation), sin(-rotation)... rotation matrix of angle -rotation
     m = torch.zeros(landmarks.shape[0], 4, 4, dtype=landmarks.dtype, device=landmarks.device)
-    m[:, :2, :2] = linear
-    m[:, :2, 3] = shift
+    m[:, 0, 0], m[:, 0, 1] = cr * scale_x, -sr * scale_y
+    m[:, 1, 0], m[:, 1, 1] = sr * scale_x, cr * scale_y
+    m[:, 0, 3] = centre_x - (cr * scale_x * out_w / 2 - sr * scale_y * out_h / 2)
+    m[:, 1, 3] = centre_y - (sr * scale_x * out_w / 2 + cr * scale_y * out_h / 2)
     m[:, 2, 2] = 1.0
     m[:, 3, 3] = 1.0
     return m
@@ -114,33 +117,37 @@ def landmarks_to_transform_matrix(landmarks: torch.Tensor, options: dict) -> tor
 
 @cache
 def _pixel_centres(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(H*W, 3) rows (x + 0.5, y + 0.5, 1) of an output grid, row-major: made once per grid size."""
+    """(2, H*W): the x + 0.5 and y + 0.5 of an output grid's pixels, row-major: made once per grid size."""
     ys, xs = torch.meshgrid(
         torch.arange(height, device=device, dtype=dtype), torch.arange(width, device=device, dtype=dtype), indexing="ij"
     )
-    ones = torch.ones(height * width, device=device, dtype=dtype)
-    return torch.stack([xs.flatten() + 0.5, ys.flatten() + 0.5, ones], 1)
+    return torch.stack([xs.flatten(), ys.flatten()]) + 0.5
 
 
 def transform_tensor_bilinear(features: torch.Tensor, matrix: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
     """MediaPipe ``TransformTensorBilinear`` v2: sample (B, C, H, W) at matrix @ (x+0.5, y+0.5) - 0.5.
 
-    A sample whose centre falls outside [0, W-1] x [0, H-1] is zero (not a partial blend).
+    A sample whose centre falls outside [0, W-1] x [0, H-1] is zero (not a partial blend). Both source
+    coordinates are computed at once, element-wise in the same order as one at a time (bit for bit).
     """
     b, _, h, w = features.shape
     oh, ow = out_hw
-    affine = matrix[:, :2][:, :, [0, 1, 3]]  # (B, 2, 3): the 2-D part of the 4x4
-    source = (_pixel_centres(oh, ow, matrix.device, matrix.dtype) @ affine.transpose(1, 2) - 0.5).view(b, oh, ow, 2)
-    last = torch.tensor([w - 1, h - 1], dtype=matrix.dtype, device=matrix.device)
-    inside = ((source >= 0) & (source <= last)).all(-1)
-    grid = source * (2.0 / last) - 1.0
+    xs, ys = _pixel_centres(oh, ow, matrix.device, matrix.dtype)
+    rows = matrix[:, :2, :, None]  # (B, 2, 4, 1): the x and y rows of the 4x4
+    source = rows[:, :, 0] * xs + rows[:, :, 1] * ys + rows[:, :, 3] - 0.5  # (B, 2, H*W)
+    tx, ty = source[:, 0].view(b, oh, ow), source[:, 1].view(b, oh, ow)
+    inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    grid = torch.stack([tx * (2.0 / (w - 1)) - 1.0, ty * (2.0 / (h - 1)) - 1.0], dim=-1)
     out = F.grid_sample(features, grid.to(features.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
     return (out * inside[:, None].to(out.dtype)).contiguous(memory_format=torch.channels_last)
 
 
 def transform_landmarks(points: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """MediaPipe ``TransformLandmarks`` v2: (B, N, 2) points through the matrix's first two rows."""
-    return points[..., :2] @ matrix[:, :2, :2].transpose(1, 2) + matrix[:, None, :2, 3]
+    x, y = points[..., 0], points[..., 1]
+    out_x = matrix[:, 0, 0, None] * x + matrix[:, 0, 1, None] * y + matrix[:, 0, 3, None]
+    out_y = matrix[:, 1, 0, None] * x + matrix[:, 1, 1, None] * y + matrix[:, 1, 3, None]
+    return torch.stack([out_x, out_y], dim=-1)
 
 
 class GraphNet(torch.nn.Module):
