@@ -92,6 +92,14 @@ def region_from_box(
     )
 
 
+def regions_from_detections(detections: list[tuple], width: int, height: int) -> list[np.ndarray]:
+    """A frame's BlazeFace detections (box, keypoints, score) -> their regions, rolled by the two eyes."""
+    return [
+        region_from_box(box, kps[DETECTION_EYES[0]], kps[DETECTION_EYES[1]], width, height)
+        for box, kps, _ in detections
+    ]
+
+
 def region_from_landmarks(points: np.ndarray, width: int, height: int) -> np.ndarray:
     """Normalised landmarks (N, 3) -> the next frame's region (MediaPipe's FaceLandmarkLandmarksToRoi)."""
     box = np.concatenate([points[:, :2].min(0), points[:, :2].max(0)])
@@ -359,13 +367,8 @@ class TorchFaceMesh:
             frames = torch.as_tensor(frames).to(self.device)
         b, height, width, _ = frames.shape
         detections = self.detect(frames, self._detector, self.min_detection)
-
-        def detected_regions(dets) -> list[np.ndarray]:
-            return [region_from_box(box, kps[DETECTION_EYES[0]], kps[DETECTION_EYES[1]], width, height)
-                    for box, kps, _ in dets]
-
         if self.static:
-            regions = [detected_regions(d) for d in detections]
+            regions = [regions_from_detections(d, width, height) for d in detections]
             flat = [r for rs in regions for r in rs]
             owner = [i for i, rs in enumerate(regions) for _ in rs]
             meshes = self.mesh(frames, owner, flat)
@@ -376,8 +379,9 @@ class TorchFaceMesh:
             return self._add_small_faces(frames, results)
         results = []
         for i in range(b):
-            tracked = self._tracked
-            regions = tracked if len(tracked) >= self.max_faces else associate(detected_regions(detections[i]), tracked)
+            regions = self._tracked
+            if len(regions) < self.max_faces:  # room for more faces: this frame's detections join the tracked
+                regions = associate(regions_from_detections(detections[i], width, height), regions)
             faces = [m for m in self.mesh(frames, [i] * len(regions), regions) if m is not None]
             results.append(self._add_small_faces(frames[i : i + 1], [faces])[0])
             self._tracked = [region_from_landmarks(f, width, height) for f in results[-1]][: self.max_faces]
@@ -393,11 +397,7 @@ class TorchFaceMesh:
         _, height, width, _ = frames.shape
         detections = self.detect(frames, self._full, self._full.config["min_score"], frame_index=need)
         owner = [i for j, i in enumerate(need) for _ in detections[j]]
-        regions = [
-            region_from_box(box, kps[DETECTION_EYES[0]], kps[DETECTION_EYES[1]], width, height)
-            for dets in detections
-            for box, kps, _ in dets
-        ]
+        regions = [region for dets in detections for region in regions_from_detections(dets, width, height)]
         known = {i: [np.concatenate([f[:, :2].min(0), f[:, :2].max(0)]) for f in results[i]] for i in need}
         for i, face in zip(owner, self.mesh(frames, owner, regions), strict=True):  # all frames' faces at once
             if face is None:
