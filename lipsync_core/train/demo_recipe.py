@@ -11,8 +11,9 @@ reference) variant of stage 1 with the same recipe for comparison, and with ``--
 ``--resume`` continues interrupted training stages from their latest checkpoints (finished stages are skipped).
 
 ``--jobs 2`` (default) uses both cores of a small CPU machine as two single-threaded lanes: the puppet clips
-are written by two processes, and stage 1 (with its ``none`` twin when asked, then the decoder fine-tune once
-the VAE exists) trains in a second process while the VAE and the renderer (and its fine-tune) train in this one;
+are written by two processes, and a second process writes and prepares the speakers only stage 1 sees, then
+trains stage 1 (with its ``none`` twin when asked, then the decoder fine-tune once the VAE exists) while the VAE
+and the renderer (and its fine-tune) train in this one;
 when the second lane ends, this one takes both cores. The lanes share nothing but the prepared data and the VAE
 file, and every stage seeds itself, so the weights depend on the lane layout only through the thread count's
 floating-point rounding.
@@ -147,17 +148,34 @@ def _beside(here, fn, args: tuple, threads: int, take_over: bool = False):
         torch.set_num_threads(before)
 
 
-def _motion_lane(work: Path, d_motion: Path, d_train: Path, models: Path, motion_cfg, none_cfg, decoder_cfg,
-                 resume: str | None, threads: int | None = None, progress: bool = True) -> tuple[dict, int]:
-    """Stage 1, (optionally) its no-reference twin and (optionally) the decoder fine-tune, in the main process or
-    a lane process: (times, pid). The decoder fine-tune starts from the VAE the other lane trains, so this lane
-    waits for that file (written atomically) when it gets there first; this lane is idle otherwise, so the
-    fine-tune costs the recipe no wall time."""
+def _stage1_data(work: Path, d_train: Path, data: dict, landmarks: str) -> Path:
+    """The folder stage 1 trains on: the training speakers' clips, plus (``data["motion_speakers"]``) clips of
+    more speakers that only stage 1 sees, written, prepared and merged here in the training speakers' mouth
+    basis. One worker: this runs in the stage-1 lane beside the VAE, so it costs the recipe no wall time of its
+    own (the image lane, the longer one, starts as soon as its own data is prepared)."""
+    speakers = data.get("motion_speakers", 0)
+    if not speakers:
+        return d_train
+    videos, more = work / "videos_motion", work / "data_motion_more"
+    make_puppet_videos(videos, speakers, data.get("motion_clips", data["train_clips"]), MOTION_DATA_SEED,
+                       data["size"], data["sentences_per_clip"], workers=1)
+    prepare(videos, more, PrepareOptions(crop_size=data["crop_size"], landmarks=landmarks), 1)
+    return merge_prepared([d_train, more], work / "data_motion", basis_from=d_train)
+
+
+def _motion_lane(work: Path, d_train: Path, data: dict, landmarks: str, models: Path, motion_cfg, none_cfg,
+                 decoder_cfg, resume: str | None, threads: int | None = None, progress: bool = True
+                 ) -> tuple[dict, int]:
+    """Stage 1's data (:func:`_stage1_data`), stage 1, (optionally) its no-reference twin and (optionally) the
+    decoder fine-tune, in the main process or a lane process: (times, pid). The decoder fine-tune starts from
+    the VAE the other lane trains, so this lane waits for that file (written atomically) when it gets there
+    first; this lane is the shorter one, so the fine-tune costs the recipe no wall time."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     st = Stages(work)
+    d_motion = st.run("stage-1 data", lambda: _stage1_data(work, d_train, data, landmarks))
     st.run("train-motion", lambda: train_motion(d_motion, models, motion_cfg, resume=resume, progress=progress),
            models / "motion.safetensors")
     if none_cfg is not None:
@@ -190,20 +208,12 @@ def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: 
     models = work / "models"
     sets = [(videos_train, d_train, data["train_speakers"], data["train_clips"], 0),
             (videos_test, d_test, data["test_speakers"], data["test_clips"], 1)]
-    more_speakers = data.get("motion_speakers", 0)
-    if more_speakers:  # speakers only stage 1 trains on
-        sets.append((work / "videos_motion", work / "data_motion_more", more_speakers,
-                     data.get("motion_clips", data["train_clips"]), MOTION_DATA_SEED))
     st.run("puppet data", lambda: [make_puppet_videos(videos, speakers, clips, seed, data["size"],
                                                       data["sentences_per_clip"], workers=max(jobs, 1))
                                    for videos, _, speakers, clips, seed in sets])
     options = PrepareOptions(crop_size=data["crop_size"], landmarks=landmarks)
     st.run("prepare", lambda: [prepare(videos, prepared, options, workers) for videos, prepared, *_ in sets])
     st.run("fit-basis", lambda: fit_basis(d_train), d_train / "mouth_model.safetensors")
-    d_motion = d_train
-    if more_speakers:
-        d_motion = st.run("stage-1 data", lambda: merge_prepared([d_train, work / "data_motion_more"],
-                                                                 work / "data_motion", basis_from=d_train))
     again = "latest" if resume else None
     vae_cfg = _steps(VAETrainConfig.preset(presets["vae"]), scale, stage_steps.get("vae"))
     motion_cfg = _steps(MotionTrainConfig.preset(presets["motion"]), scale, stage_steps.get("motion"))
@@ -228,7 +238,7 @@ def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: 
                                                             init=first / "renderer.safetensors", hooks=hooks),
                models / "renderer.safetensors")
 
-    lane_args = (work, d_motion, d_train, models, motion_cfg, none_cfg, decoder_cfg, again)
+    lane_args = (work, d_train, data, landmarks, models, motion_cfg, none_cfg, decoder_cfg, again)
     if jobs >= 2:  # stage 1 (then the decoder fine-tune) in a second process, VAE -> renderer here
         t_lanes = time.perf_counter()
         lane_times, lane_pid = _beside(image_lane, _motion_lane, lane_args, lane_threads(jobs), take_over=True)
