@@ -65,7 +65,8 @@ RENDERER_PRESETS: dict[str, dict] = {
                   "norm_groups": 16, "mid_cross_attention": True, "reference_concat": True,
                   "mouth_map_channels": MOUTH_MAP_CHANNELS, "motion_dropout": 0.15},
         # lr 1e-3 over 3e-4: held-out val loss 0.052 vs 0.067 and PSNR 16.4 vs 15.5 dB after 2500 steps (DECISIONS).
-        # 6000 steps: a step costs 0.28 s on one thread of this project's CPU today, and the recipe has 45 min.
+        # 6000 steps: a step costs 0.18-0.33 s on one thread of this project's CPU (by the day's machine), and
+        # the recipe has 45 min (session 11's clean run: 36 min in all, docs/RESULTS.md).
         "batch_size": 4, "frames": 5, "steps": 6_000, "lr": 1e-3, "warmup": 100, "ema_decay": 0.995,
         "checkpoint_every": 500, "log_every": 50,
     },
