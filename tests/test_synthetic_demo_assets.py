@@ -76,9 +76,27 @@ def test_the_other_speaker_moves_differently_on_the_same_sentence():
 
 @pytest.mark.skipif(not espeak_available(), reason="espeakng-loader (training extra) not installed")
 @pytest.mark.skipif(not face_mesh_available(), reason="MediaPipe legacy face mesh not available")
-def test_demo_is_regenerated_byte_for_byte(tmp_path):
+def test_demo_is_regenerated(tmp_path):
+    """``make_demo`` remakes the committed demo: sound and metadata byte for byte; the pictures and their truth
+    to within floating-point rounding. Byte for byte on the machine that made them, but the rounding differs
+    between CPUs (seen between two of this project's machines: the puppet faces' landmarks 1/64 px apart,
+    which H.264 turns into 38-41 dB of difference between the encoded clips), so those are compared by value."""
     from lipsync_core.synthetic.demo import make_demo
 
     make_demo(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in DEMO.iterdir())
     for path in sorted(DEMO.iterdir()):
-        assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
+        made = tmp_path / path.name
+        if path.suffix in (".wav", ".json"):
+            assert made.read_bytes() == path.read_bytes(), path.name
+        elif path.name.endswith(".truth.npz"):
+            ours, theirs = np.load(made), np.load(path)
+            assert sorted(ours.files) == sorted(theirs.files), path.name
+            for key in theirs.files:  # pixels for the landmarks and mouth sizes, unitless otherwise
+                atol = 0.1 if key == "landmarks" or key.endswith("_px") else 1e-3
+                np.testing.assert_allclose(ours[key], theirs[key], rtol=0, atol=atol, err_msg=f"{path.name}: {key}")
+        else:
+            ours, theirs = (read_video(p)[0].astype(np.float64) for p in (made, path))
+            assert ours.shape == theirs.shape, path.name
+            psnr = 10 * np.log10(255.0**2 / max(float(np.mean((ours - theirs) ** 2)), 1e-12))
+            assert psnr > 35.0, (path.name, psnr)
