@@ -45,6 +45,13 @@ def make_video(height: int, width: int, frames: int) -> np.ndarray:
     return out
 
 
+def use_trace(net, trace) -> None:
+    """Run the shared CPU mesh network with ``trace`` from now on; None: untraced, as a fresh process has it
+    (traced after MESH_TRACE_AFTER_FRAMES frames)."""
+    net._traced = trace
+    net.trace_after_frames, net._frames_seen = (None if trace is not None else MESH_TRACE_AFTER_FRAMES), 0
+
+
 def landmark_rows(
     video: np.ndarray, device: str, dtype: torch.dtype, batch: int, repeat: int = 3
 ) -> list[tuple[str, float]]:
@@ -71,8 +78,7 @@ def landmark_rows(
         def run(mesh=mesh, net=net, traced=traced, trace=trace):
             mesh.close()  # forget the tracked face: every run starts by detecting it
             if cpu_fp32:
-                net._traced = trace if traced else None
-                net.trace_after_frames, net._frames_seen = (None if traced else MESH_TRACE_AFTER_FRAMES), 0
+                use_trace(net, trace if traced else None)
             for start in range(0, n, batch):
                 mesh.process_batch(video[start : start + batch])
             sync()
@@ -94,7 +100,7 @@ def landmark_rows(
     for mp in packages:
         mp.close()
     if trace is not None:  # the shared CPU network as a fresh process has it, for the rows timed after these
-        net._traced, net.trace_after_frames, net._frames_seen = None, MESH_TRACE_AFTER_FRAMES, 0
+        use_trace(net, None)
     return [(name, n / secs) for name, secs in best.items()]
 
 

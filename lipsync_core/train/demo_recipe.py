@@ -148,7 +148,7 @@ def _beside(here, fn, args: tuple, threads: int, take_over: bool = False):
         torch.set_num_threads(before)
 
 
-def _stage1_data(work: Path, d_train: Path, data: dict, landmarks: str) -> Path:
+def _stage1_data(work: Path, d_train: Path, data: dict, options: PrepareOptions) -> Path:
     """The folder stage 1 trains on: the training speakers' clips, plus (``data["motion_speakers"]``) clips of
     more speakers that only stage 1 sees, written, prepared and merged here in the training speakers' mouth
     basis. One worker: this runs in the stage-1 lane beside the VAE, so it costs the recipe no wall time of its
@@ -159,11 +159,11 @@ def _stage1_data(work: Path, d_train: Path, data: dict, landmarks: str) -> Path:
     videos, more = work / "videos_motion", work / "data_motion_more"
     make_puppet_videos(videos, speakers, data.get("motion_clips", data["train_clips"]), MOTION_DATA_SEED,
                        data["size"], data["sentences_per_clip"], workers=1)
-    prepare(videos, more, PrepareOptions(crop_size=data["crop_size"], landmarks=landmarks), 1)
+    prepare(videos, more, options, 1)
     return merge_prepared([d_train, more], work / "data_motion", basis_from=d_train)
 
 
-def _motion_lane(work: Path, d_train: Path, data: dict, landmarks: str, models: Path, motion_cfg, none_cfg,
+def _motion_lane(work: Path, d_train: Path, data: dict, options: PrepareOptions, models: Path, motion_cfg, none_cfg,
                  decoder_cfg, resume: str | None, threads: int | None = None, progress: bool = True
                  ) -> tuple[dict, int]:
     """Stage 1's data (:func:`_stage1_data`), stage 1, (optionally) its no-reference twin and (optionally) the
@@ -175,7 +175,7 @@ def _motion_lane(work: Path, d_train: Path, data: dict, landmarks: str, models: 
     if threads:
         torch.set_num_threads(threads)
     st = Stages(work)
-    d_motion = st.run("stage-1 data", lambda: _stage1_data(work, d_train, data, landmarks))
+    d_motion = st.run("stage-1 data", lambda: _stage1_data(work, d_train, data, options))
     st.run("train-motion", lambda: train_motion(d_motion, models, motion_cfg, resume=resume, progress=progress),
            models / "motion.safetensors")
     if none_cfg is not None:
@@ -238,7 +238,7 @@ def run_recipe(work: Path, scale: float = 1.0, export: bool = False, landmarks: 
                                                             init=first / "renderer.safetensors", hooks=hooks),
                models / "renderer.safetensors")
 
-    lane_args = (work, d_train, data, landmarks, models, motion_cfg, none_cfg, decoder_cfg, again)
+    lane_args = (work, d_train, data, options, models, motion_cfg, none_cfg, decoder_cfg, again)
     if jobs >= 2:  # stage 1 (then the decoder fine-tune) in a second process, VAE -> renderer here
         t_lanes = time.perf_counter()
         lane_times, lane_pid = _beside(image_lane, _motion_lane, lane_args, lane_threads(jobs), take_over=True)
