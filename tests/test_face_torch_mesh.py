@@ -319,6 +319,49 @@ def test_each_activation_is_dropped_once_after_its_last_reader():
         assert not set(net.config["outputs"]) & set(dropped_at)
 
 
+def test_the_twin_eye_branches_run_as_one_with_the_same_outputs():
+    """The mesh's left and right eye refinements (the same sub-network, other weights) are fused into one branch
+    twice as wide: fewer ops, the same numbers (up to the last bits the grouped kernels round)."""
+    from lipsync_core.face.torch_nets import DATA_DIR, GraphNet
+
+    path = DATA_DIR / "face_mesh_attention.safetensors"
+    plain, fused = GraphNet(path, fuse_twins=False).eval(), GraphNet(path).eval()
+    assert len(plain.graph) - len(fused.graph) >= 75  # 341 -> 262: one copy of 86 ops, plus joins and cut-outs
+    assert any(op["op"] == "conv" and "+" in op["out"] and op["groups"] == 2 for op in fused.graph)
+    x = torch.rand(3, 3, 192, 192)
+    with torch.inference_mode():
+        for batch in (x[:1], x):
+            for a, b in zip(plain(batch), fused(batch), strict=True):
+                assert a.shape == b.shape
+                assert torch.allclose(a, b, rtol=0, atol=1e-3)  # landmarks in pixels of the 192 crop
+    for name in ("face_detector_short", "face_detector_full"):  # nothing twin there: the graph stays as it is
+        path = DATA_DIR / f"{name}.safetensors"
+        assert GraphNet(path).graph == GraphNet(path, fuse_twins=False).graph
+
+
+def test_matrix_convolutions_equal_conv2d():
+    """1x1 convolutions and those covering their whole input run as matrix products (grouped ones included)."""
+    import torch.nn.functional as F
+
+    for name in ("face_detector_short", "face_detector_full", "face_mesh_attention"):
+        net = load_net(name)
+        planned = [op for op in net.graph if op["out"] in net._matrix]
+        assert planned
+        whole = [op for op in planned if op["shape"][1:3] == [1, 1]]
+        assert (len(whole) >= 5) == (name == "face_mesh_attention")  # mesh, face flag, lips, eyes, irises
+        for op in planned:
+            weight = net._const(op["weight"])
+            bias = net._const(op["bias"]) if op["bias"] else None
+            channels = weight.shape[1] * op["groups"]
+            side = weight.shape[2:] if op["shape"][1:3] == [1, 1] else op["shape"][1:3]  # whole input, or 1x1
+            x = torch.rand(2, channels, *side).contiguous(memory_format=torch.channels_last)
+            expected = F.conv2d(x, weight, bias, op["stride"], 0, 1, op["groups"])
+            n, (oh, ow) = 2, op["shape"][1:3]
+            got = torch.mm(x.permute(0, 2, 3, 1).reshape(n * oh * ow, -1), net._buffers[net._matrix[op["out"]]])
+            got = (got if bias is None else got + bias).view(n, oh, ow, -1).permute(0, 3, 1, 2)
+            assert torch.allclose(got, expected, rtol=1e-5, atol=1e-4), op["out"]
+
+
 def test_the_torch_crop_path_matches_the_opencv_one(astronaut):
     """Frames as a torch tensor take the device path (torch warp, as on a GPU); numpy frames take OpenCV's."""
     mesh = TorchFaceMesh(static=True)

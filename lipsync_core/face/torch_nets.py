@@ -150,6 +150,142 @@ def transform_landmarks(points: torch.Tensor, matrix: torch.Tensor) -> torch.Ten
     return torch.stack([out_x, out_y], dim=-1)
 
 
+# Ops that run unchanged on lanes laid side by side along the channels (see fuse_twin_branches)
+LANE_OPS = {"conv", "prelu", "add", "relu", "max_pool_2d", "pad"}
+
+
+def _lane_op(op: dict) -> bool:
+    """Can ``op`` run on k lanes concatenated along the channels, one op for all (4-D, per channel or grouped)?"""
+    if op["op"] not in LANE_OPS or len(op["shape"]) != 4:
+        return False
+    if op["op"] == "pad":  # only zero channels appended (the skip branches' channel padding)
+        return all(p == [0, 0] for p in op["pads"][:3]) and op["pads"][3][0] == 0
+    return True
+
+
+def fuse_twin_branches(
+    graph: list[dict], consts: dict[str, torch.Tensor], outputs: set[str]
+) -> tuple[list[dict], dict[str, torch.Tensor]]:
+    """Run k identical branches of a graph as one branch k times as wide: fewer, larger ops.
+
+    The attention mesh crops its left and right eye from one feature map and refines each with its own copy of
+    one sub-network (86 convolutions, PReLUs, adds, pools and pads each): same layers, same sizes, other
+    weights. Laid side by side along the channels (lane i = channels [i*C, (i+1)*C)), each layer of the pair is
+    one op: a convolution with the weights concatenated and k times the groups, PReLU with the slopes
+    concatenated, element-wise ops as they are, a channel pad per lane. Tracking runs one image a call, where
+    an op costs about its call overhead, so the pair costs about one branch. The sums are the same ones; the
+    grouped kernels may round the last bits differently.
+
+    A branch starts at an activation made by an op that cannot take lanes and holds the ops that can and read
+    only it, the branch's own activations and constants. Branches whose ops match one to one (kind, attributes,
+    constant shapes, wiring) are fused: their roots concatenated, each fused op placed where the branches' last
+    copy of it was, and each branch activation read outside the branches (or a graph output) cut back out of
+    the fused one (a slice view). Returns the new graph and the new constants.
+    """
+    new_consts: dict[str, torch.Tensor] = {}
+    tried: set[tuple[str, ...]] = set()
+    while True:  # after each fusion the graph changed: look again
+        for group in _matching_branches(graph, consts | new_consts):
+            roots, lanes = zip(*group, strict=True)
+            if roots in tried:
+                continue
+            tried.add(roots)
+            fused = _fuse(graph, list(roots), list(lanes), consts | new_consts, new_consts, outputs)
+            if fused is not None:
+                graph = fused
+                break
+        else:
+            return graph, new_consts
+
+
+def _matching_branches(graph: list[dict], consts: dict[str, torch.Tensor]) -> list[list[tuple[str, list[int]]]]:
+    """Groups of two or more branches (root, op indices) whose ops match one to one (see fuse_twin_branches)."""
+
+    def const_shape(name: str | None) -> tuple | None:
+        return None if name is None else tuple(consts[name].shape)
+
+    def signature(op: dict) -> tuple:
+        attrs = tuple(sorted((k, json.dumps(v)) for k, v in op.items() if k not in ("in", "out", "weight", "bias")))
+        return attrs, const_shape(op.get("weight")), const_shape(op.get("bias"))
+
+    signatures = [signature(op) if _lane_op(op) else None for op in graph]
+    reads = [[name for name in op["in"] if name not in consts] for op in graph]
+    groups: dict[tuple, list[tuple[str, list[int]]]] = {}
+    for start, root_op in enumerate(graph):
+        if signatures[start] is not None:
+            continue
+        local = {root_op["out"]: 0}  # the branch's activations: the root 0, the output of its op j j + 1
+        ops, wiring = [], []
+        for index in range(start + 1, len(graph)):
+            op = graph[index]
+            if signatures[index] is not None and reads[index] and all(name in local for name in reads[index]):
+                wiring.append((signatures[index], tuple(local[n] if n in local else const_shape(n) for n in op["in"])))
+                local[op["out"]] = len(ops) + 1
+                ops.append(index)
+        if len(ops) >= 2:
+            groups.setdefault(tuple(wiring), []).append((root_op["out"], ops))
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _fuse(graph, roots, lanes, consts, new_consts, outputs) -> list[dict] | None:
+    """``graph`` with the matching branches ``lanes`` (op indices, one list per root) fused; None when a reader
+    outside the branches would come before the fused op it needs."""
+    lane_of = {index: (i, j) for i, ops in enumerate(lanes) for j, index in enumerate(ops)}
+    member = {}  # a branch activation -> (lane, j): j = 0 the root, j >= 1 the output of the branch's op j-1
+    for i, (root, ops) in enumerate(zip(roots, lanes, strict=True)):
+        member[root] = (i, 0)
+        for j, index in enumerate(ops):
+            member[graph[index]["out"]] = (i, j + 1)
+    fused_names = ["+".join(roots)] + ["+".join(graph[ops[j]]["out"] for ops in lanes) for j in range(len(lanes[0]))]
+    place = [max(ops[j] for ops in lanes) for j in range(len(lanes[0]))]  # where the fused op j goes
+    last_root = max(index for index, op in enumerate(graph) if op["out"] in roots)
+    readers = {name: len(graph) for name in outputs if member.get(name, (0, 0))[1] > 0}  # first reader outside
+    for index, op in enumerate(graph):
+        for name in op["in"]:
+            if index not in lane_of and member.get(name, (0, 0))[1] > 0:
+                readers[name] = min(readers.get(name, index), index)
+    if any(first <= place[member[name][1] - 1] for name, first in readers.items()):
+        return None
+    new: list[dict] = []
+    for index, op in enumerate(graph):
+        if index not in lane_of:
+            new.append(op)
+            if index == last_root:
+                shape = [*op["shape"][:3], op["shape"][3] * len(roots)]
+                new.append({"op": "concatenation", "in": list(roots), "out": fused_names[0], "shape": shape,
+                            "axis": 3, "act": None})  # fmt: skip
+            continue
+        j = lane_of[index][1]
+        if index != place[j]:
+            continue
+        copies = [graph[ops[j]] for ops in lanes]
+        new.append(_fused_op(copies, [fused_names[member[n][1]] if n in member else n for n in op["in"]],
+                             fused_names[j + 1], consts, new_consts))  # fmt: skip
+        _, height, width, channels = op["shape"]
+        for lane, copy in enumerate(copies):
+            if copy["out"] in readers:
+                new.append({"op": "strided_slice", "in": [fused_names[j + 1]], "out": copy["out"], "shape": op["shape"],
+                            "begin": [0, 0, 0, lane * channels], "end": [0, height, width, (lane + 1) * channels],
+                            "strides": [1, 1, 1, 1]})  # fmt: skip
+    return new
+
+
+def _fused_op(copies: list[dict], inputs: list[str], out: str, consts: dict, new_consts: dict) -> dict:
+    """One op doing the k ``copies`` (one per lane) on their lanes laid side by side along the channels."""
+    k = len(copies)
+    op = dict(copies[0], out=out)
+    op["in"] = inputs
+    op["shape"] = [*op["shape"][:3], op["shape"][3] * k]
+    if op["op"] == "pad":
+        op["lanes"] = k
+    if op["op"] == "conv":
+        op["groups"] = op["groups"] * k
+    for key in ("weight", "bias"):
+        if op.get(key) is not None:
+            op[key] = "+".join(c[key] for c in copies)
+            new_consts[op[key]] = torch.cat([consts[c[key]] for c in copies])
+    return op
+
 class GraphNet(torch.nn.Module):
     """One converted TFLite graph: ``forward(images)`` with images (B, 3, S, S) -> the graph's outputs.
 
@@ -157,7 +293,7 @@ class GraphNet(torch.nn.Module):
     ops that name an axis or a flat layout (pad, concat, reshape, slice) translate from TFLite's NHWC.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, fuse_twins: bool = True):
         super().__init__()
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata()
@@ -172,17 +308,49 @@ class GraphNet(torch.nn.Module):
             for i, key in enumerate(f.keys()):
                 self._names[key] = f"w{i}"
                 self.register_buffer(f"w{i}", f.get_tensor(key).float(), persistent=False)
+        if fuse_twins:  # the mesh's two eye branches as one (see fuse_twin_branches)
+            consts = {name: self._buffers[key] for name, key in self._names.items()}
+            self.graph, fused = fuse_twin_branches(self.graph, consts, set(self.config["outputs"]))
+            for name, tensor in fused.items():
+                self._names[name] = key = f"w{len(self._names)}"
+                self.register_buffer(key, tensor, persistent=False)
         self._owned, self._slice_adds = self._plan_in_place()
+        self._pad_lanes = {op["out"]: op["lanes"] for op in self.graph if op["op"] == "pad" and "lanes" in op}
         self._dead_after = self._plan_lifetimes()
         self._same = self._plan_same_padding()
-        # 1x1 convolutions run as matrix products: their (C_in, C_out) weight views, made once
-        self._pointwise: dict[str, str] = {}
+        self._matrix = self._plan_matrix_convs()
+
+    def _plan_matrix_convs(self) -> dict[str, str]:
+        """Convolutions that run as one matrix product on a CPU, and the buffer of each one's matrix.
+
+        A 1x1 convolution (stride 1, not depthwise) is a product over the channels of the NHWC pixels, and one
+        whose kernel covers its whole input (no padding: the mesh's and heads' last layers, one output pixel)
+        is a product over the flattened NHWC input: both faster as ``torch.mm`` than ``conv2d``
+        (conv2d of a channels-last input copies such a large weight on every call). The matrix is the weight in
+        the input's NHWC order, (kh * kw * C_in, C_out), zero between groups.
+        """
+        size = self.config["input_size"]
+        spatial = {self.config["inputs"][0]: (size, size)}
+        spatial.update({op["out"]: tuple(op["shape"][1:3]) for op in self.graph if len(op["shape"]) == 4})
+        matrices: dict[str, str] = {}
         for op in self.graph:
-            if op["op"] == "conv" and op["groups"] == 1 and op["stride"] == [1, 1]:
-                weight = self._const(op["weight"])
-                if weight.shape[2:] == (1, 1):
-                    key = self._pointwise[op["out"]] = f"{self._names[op['weight']]}_mm"
-                    self.register_buffer(key, weight[:, :, 0, 0].t(), persistent=False)
+            if op["op"] != "conv":
+                continue
+            weight = self._const(op["weight"])
+            out_channels, group_in, kh, kw = weight.shape
+            pointwise = (kh, kw) == (1, 1) and op["stride"] == [1, 1] and (op["groups"] == 1 or group_in > 1)
+            whole = not op["same"] and spatial.get(op["in"][0]) == (kh, kw) and op["shape"][1:3] == [1, 1]
+            if not (pointwise or whole):
+                continue
+            groups = op["groups"]
+            dense = weight.new_zeros(out_channels, group_in * groups, kh, kw)
+            per_group = out_channels // groups
+            for g in range(groups):
+                rows = slice(g * per_group, (g + 1) * per_group)
+                dense[rows, g * group_in : (g + 1) * group_in] = weight[rows]
+            key = matrices[op["out"]] = f"{self._names[op['weight']]}_mm"
+            self.register_buffer(key, dense.permute(0, 2, 3, 1).reshape(out_channels, -1).t(), persistent=False)
+        return matrices
 
     def _plan_in_place(self) -> tuple[set[str], dict[str, str]]:
         """Which activations an op may overwrite, and which channel pads fold into the add after them.
@@ -322,15 +490,16 @@ class GraphNet(torch.nn.Module):
             if kind == "conv":
                 w = self._const(op["weight"])
                 b = None if op["bias"] is None else self._const(op["bias"])
-                if op["out"] in self._pointwise:
-                    # pointwise: a matrix product over the channels (NHWC view), faster than conv2d on CPU;
-                    # the bias added afterwards (addmm's broadcast copy of it is slow for 16-32 channels)
-                    n, c, h, wd = x.shape
-                    matrix = self._buffers[self._pointwise[op["out"]]]
-                    y = torch.mm(x.permute(NCHW_TO_NHWC).reshape(n * h * wd, c), matrix)
+                if op["out"] in self._matrix:
+                    # a matrix product over the NHWC pixels (1x1) or the whole NHWC input (see
+                    # _plan_matrix_convs); the bias added afterwards (addmm's broadcast copy of it is slow for
+                    # 16-32 channels)
+                    n, (oh, ow) = x.shape[0], op["shape"][1:3]
+                    matrix = self._buffers[self._matrix[op["out"]]]
+                    y = torch.mm(x.permute(NCHW_TO_NHWC).reshape(n * oh * ow, -1), matrix)
                     if b is not None:
                         y.add_(b)
-                    y = y.view(n, h, wd, -1).permute(NHWC_TO_NCHW)
+                    y = y.view(n, oh, ow, -1).permute(NHWC_TO_NCHW)
                     values[op["out"]] = _activate(y, op["act"], in_place=True)
                     continue
                 if op["same"]:
@@ -352,7 +521,10 @@ class GraphNet(torch.nn.Module):
                     padded, other = (a_name, b_name) if a_name in self._slice_adds else (b_name, a_name)
                     y = get(other)
                     unpadded = get(self._slice_adds[padded])
-                    y[:, : unpadded.shape[1]] += unpadded
+                    lanes = self._pad_lanes.get(padded, 1)  # per lane: its channels, then its zero channels
+                    c_in, c_out = unpadded.shape[1] // lanes, y.shape[1] // lanes
+                    for lane in range(lanes):
+                        y[:, lane * c_out : lane * c_out + c_in] += unpadded[:, lane * c_in : (lane + 1) * c_in]
                 else:
                     other = get(b_name)
                     if a_name in self._owned and x.shape == other.shape:
@@ -378,7 +550,12 @@ class GraphNet(torch.nn.Module):
                 nhwc = x.dim() == 4  # pad in TFLite's layout (a view of channels-last memory), then back
                 if nhwc:
                     x = x.permute(NCHW_TO_NHWC)
-                y = F.pad(x, [p for axis in reversed(range(x.dim())) for p in pads[axis]])
+                lanes = op.get("lanes", 1)
+                if lanes > 1:  # fused branches: pad each lane's channels (channel pads only, see _lane_op)
+                    n, h, w, c = x.shape
+                    y = F.pad(x.reshape(n, h, w, lanes, c // lanes), pads[3]).reshape(n, h, w, -1)
+                else:
+                    y = F.pad(x, [p for axis in reversed(range(x.dim())) for p in pads[axis]])
                 if nhwc:
                     y = y.permute(NHWC_TO_NCHW)
             elif kind == "concatenation":
