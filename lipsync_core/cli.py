@@ -27,6 +27,7 @@ from .types import (
     DEFAULT_MAX_GAP_SECONDS,
     DEMO_CLIPS,
     DEMO_MODELS,
+    FACE_BACKENDS,
     GAP_POLICIES,
     LENGTH_POLICIES,
     PRECISIONS,
@@ -71,6 +72,9 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
                    "(never black frames, cuts or a covered face), or pass every one through untouched")
     p.add_argument("--max-gap", type=float, default=DEFAULT_MAX_GAP_SECONDS, metavar="SECONDS",
                    help=f"longest run of face-less frames that may be filled in (default {DEFAULT_MAX_GAP_SECONDS})")
+    p.add_argument("--face-backend", choices=FACE_BACKENDS, default=FACE_BACKENDS[0],
+                   help="face landmarks: torch (MediaPipe's face mesh run in torch, shipped; the default), "
+                   "mediapipe (the mediapipe package, when installed), insightface (needs its model pack)")
 
 
 # RenderSettings fields -> the flags that set them (its errors name the field).
@@ -150,7 +154,8 @@ def _job_options(args, fps: float) -> JobOptions:
     from .types import tracker_options
 
     return JobOptions(settings=_settings(args), length_policy=args.length, style_strength=args.style_strength,
-                      tracker_options=tracker_options(args.no_face, args.max_gap, fps, args.device))
+                      tracker_options=tracker_options(args.no_face, args.max_gap, fps, args.device,
+                                                      args.face_backend))
 
 
 def _open_job(args, video: Path, audio: Path, style: Path | None) -> tuple[FileInputs, LipSyncModels, JobOptions]:
@@ -310,7 +315,7 @@ def cmd_bench(args) -> int:
     for note in result.notes:
         print(f"note: {note}")
     print(f"{n} frames at {result.fps:g} fps, {args.steps} {args.sampler} steps, chunk {args.chunk}, "
-          f"device {args.device}, torch threads {torch.get_num_threads()}")
+          f"device {args.device}, face backend {args.face_backend}, torch threads {torch.get_num_threads()}")
     print(f"{'stage':<26}{'seconds':>9}{'frames/s':>10}{'share':>8}")
     for stage, sec in sorted(result.seconds.items(), key=lambda kv: -kv[1]):
         print(f"{stage:<26}{sec:>9.2f}{n / max(sec, 1e-9):>10.1f}{sec / wall:>8.0%}")

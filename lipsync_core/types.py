@@ -34,12 +34,17 @@ GAP_POLICIES = ("interpolate", "passthrough")
 DEFAULT_MAX_GAP_SECONDS = 0.5  # longest run of face-less frames that may be filled in
 
 
-def tracker_options(gap_policy: str, max_gap_seconds: float, fps: float, device: Any = None) -> dict[str, Any]:
-    """The no-face choices (a policy and the longest gap in seconds) as FaceTracker options at ``fps``, and the
-    device of the torch face mesh (None: CUDA when present): the job's device, so ``--device cpu`` means it."""
+def tracker_options(
+    gap_policy: str, max_gap_seconds: float, fps: float, device: Any = None, backend: str | None = None
+) -> dict[str, Any]:
+    """The no-face choices (a policy and the longest gap in seconds) as FaceTracker options at ``fps``, the
+    device of the torch face mesh (None: CUDA when present): the job's device, so ``--device cpu`` means it, and
+    the landmark backend (None: the default, FACE_BACKENDS[0])."""
     options = {"gap_policy": gap_policy, "max_gap_frames": int(round(float(max_gap_seconds) * fps))}
     if device is not None:
         options["device"] = device
+    if backend is not None:
+        options["backend"] = backend
     return options
 
 

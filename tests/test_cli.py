@@ -98,3 +98,14 @@ def test_bench_defaults_are_the_run_commands():
     run = parser.parse_args(["run", "--video", "v.mp4", "--audio", "a.wav", "--out", "o.mp4"])
     for fps in (25.0, 29.97):
         assert _job_options(bench, fps) == _job_options(run, fps)
+
+
+def test_the_face_backend_flag_reaches_the_tracker():
+    """--face-backend picks the landmark backend (the bench compares the torch port with the package so)."""
+    parser = build_parser()
+    default = parser.parse_args(["bench"])
+    chosen = parser.parse_args(["bench", "--face-backend", "mediapipe"])
+    assert _job_options(default, 25.0).tracker_options["backend"] == "torch"
+    assert _job_options(chosen, 25.0).tracker_options["backend"] == "mediapipe"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "--face-backend", "dlib"])
