@@ -339,6 +339,43 @@ def test_the_twin_eye_branches_run_as_one_with_the_same_outputs():
         assert GraphNet(path).graph == GraphNet(path, fuse_twins=False).graph
 
 
+def test_twin_fusion_on_a_small_graph(tmp_path):
+    """The fusion is generic: two matching branches of a made-up graph (a grouped 1x1 convolution, a channel pad
+    two ops read, so it is not folded into an add, an add and a PReLU each), fused and not, give the same
+    outputs; a branch's activation that is a graph output is cut back out."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from lipsync_core.face.torch_nets import FORMAT_VERSION, GraphNet
+
+    graph, weights = [], {}
+    for side, lo in (("l", 0), ("r", 2)):
+        graph.append({"op": "strided_slice", "in": ["img"], "out": side, "shape": [1, 8, 8, 2],
+                      "begin": [0, 0, 0, lo], "end": [1, 8, 8, lo + 2], "strides": [1, 1, 1, 1]})  # fmt: skip
+    for side in ("l", "r"):
+        weights |= {f"{side}w": torch.randn(3, 2, 1, 1), f"{side}b": torch.randn(3), f"{side}a": torch.rand(5)}
+        graph += [
+            {"op": "conv", "in": [side], "out": f"{side}1", "shape": [1, 8, 8, 3], "groups": 1, "weight": f"{side}w",
+             "bias": f"{side}b", "stride": [1, 1], "dilation": [1, 1], "same": False, "act": "relu"},
+            {"op": "pad", "in": [f"{side}1"], "out": f"{side}2", "shape": [1, 8, 8, 5],
+             "pads": [[0, 0], [0, 0], [0, 0], [0, 2]]},
+            {"op": "add", "in": [f"{side}2", f"{side}2"], "out": f"{side}3", "shape": [1, 8, 8, 5], "act": None},
+            {"op": "prelu", "in": [f"{side}3"], "out": f"{side}4", "shape": [1, 8, 8, 5], "weight": f"{side}a"},
+        ]  # fmt: skip
+    config = {"name": "twins", "inputs": ["img"], "outputs": ["l4", "r4", "l1"], "input_size": 8}
+    path = tmp_path / "twins.safetensors"
+    save_file(weights, str(path), metadata={"format_version": str(FORMAT_VERSION), "config": json.dumps(config),
+                                            "graph": json.dumps(graph)})  # fmt: skip
+    plain, fused = GraphNet(path, fuse_twins=False), GraphNet(path)
+    assert len(fused.graph) == len(plain.graph) - 4 + 1 + 3  # 4 ops fewer; a concatenation, 3 outputs cut out
+    assert any(op["op"] == "pad" and op.get("lanes") == 2 for op in fused.graph)
+    x = torch.randn(2, 4, 8, 8)
+    with torch.inference_mode():
+        for a, b in zip(plain(x), fused(x), strict=True):
+            assert torch.allclose(a, b, atol=1e-6)
+
+
 def test_matrix_convolutions_equal_conv2d():
     """1x1 convolutions and those covering their whole input run as matrix products (grouped ones included)."""
     import torch.nn.functional as F

@@ -286,6 +286,7 @@ def _fused_op(copies: list[dict], inputs: list[str], out: str, consts: dict, new
             new_consts[op[key]] = torch.cat([consts[c[key]] for c in copies])
     return op
 
+
 class GraphNet(torch.nn.Module):
     """One converted TFLite graph: ``forward(images)`` with images (B, 3, S, S) -> the graph's outputs.
 
@@ -321,7 +322,7 @@ class GraphNet(torch.nn.Module):
         self._matrix = self._plan_matrix_convs()
 
     def _plan_matrix_convs(self) -> dict[str, str]:
-        """Convolutions that run as one matrix product on a CPU, and the buffer of each one's matrix.
+        """Convolutions that run as one matrix product, and the buffer of each one's matrix.
 
         A 1x1 convolution (stride 1, not depthwise) is a product over the channels of the NHWC pixels, and one
         whose kernel covers its whole input (no padding: the mesh's and heads' last layers, one output pixel)
