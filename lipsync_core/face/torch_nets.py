@@ -633,7 +633,7 @@ def load_cpu_net(name: str, trace_after_frames: int | None = None) -> GraphNet:
     frames have gone through it (None: never).
 
     The mesh runs frame after frame in tracking mode, a few hundred small ops a call: the traced graph
-    dispatches them from C++ (about 1.3x faster here than the Python loop), but tracing costs about 0.6 s,
+    dispatches them from C++ (about 1.5x faster here than the Python loop), but tracing costs about 0.3 s,
     so a short clip is done before a trace would pay off (see ``MESH_TRACE_AFTER_FRAMES``). The detector
     runs batched, a few calls a video: its Python loop costs nothing worth tracing.
     """
