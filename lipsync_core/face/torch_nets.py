@@ -154,13 +154,16 @@ def transform_landmarks(points: torch.Tensor, matrix: torch.Tensor) -> torch.Ten
 LANE_OPS = {"conv", "prelu", "add", "relu", "max_pool_2d", "pad"}
 
 
+def _appends_zero_channels(op: dict) -> bool:
+    """Is ``op`` a pad that only appends zero channels (the channel padding of a skip branch)?"""
+    return op["op"] == "pad" and all(p == [0, 0] for p in op["pads"][:3]) and op["pads"][3][0] == 0
+
+
 def _lane_op(op: dict) -> bool:
     """Can ``op`` run on k lanes concatenated along the channels, one op for all (4-D, per channel or grouped)?"""
     if op["op"] not in LANE_OPS or len(op["shape"]) != 4:
         return False
-    if op["op"] == "pad":  # only zero channels appended (the skip branches' channel padding)
-        return all(p == [0, 0] for p in op["pads"][:3]) and op["pads"][3][0] == 0
-    return True
+    return op["op"] != "pad" or _appends_zero_channels(op)
 
 
 def fuse_twin_branches(
@@ -185,12 +188,13 @@ def fuse_twin_branches(
     new_consts: dict[str, torch.Tensor] = {}
     tried: set[tuple[str, ...]] = set()
     while True:  # after each fusion the graph changed: look again
-        for group in _matching_branches(graph, consts | new_consts):
+        known = consts | new_consts
+        for group in _matching_branches(graph, known):
             roots, lanes = zip(*group, strict=True)
             if roots in tried:
                 continue
             tried.add(roots)
-            fused = _fuse(graph, list(roots), list(lanes), consts | new_consts, new_consts, outputs)
+            fused = _fuse(graph, list(roots), list(lanes), known, new_consts, outputs)
             if fused is not None:
                 graph = fused
                 break
@@ -318,6 +322,10 @@ class GraphNet(torch.nn.Module):
         self._owned, self._slice_adds = self._plan_in_place()
         self._pad_lanes = {op["out"]: op["lanes"] for op in self.graph if op["op"] == "pad" and "lanes" in op}
         self._dead_after = self._plan_lifetimes()
+        # (height, width) of every 4-D activation, from the sizes the graph records (the input size is fixed)
+        size = self.config["input_size"]
+        self._spatial = {self.config["inputs"][0]: (size, size)}
+        self._spatial.update({op["out"]: tuple(op["shape"][1:3]) for op in self.graph if len(op["shape"]) == 4})
         self._same = self._plan_same_padding()
         self._matrix = self._plan_matrix_convs()
 
@@ -330,9 +338,6 @@ class GraphNet(torch.nn.Module):
         (conv2d of a channels-last input copies such a large weight on every call). The matrix is the weight in
         the input's NHWC order, (kh * kw * C_in, C_out), zero between groups.
         """
-        size = self.config["input_size"]
-        spatial = {self.config["inputs"][0]: (size, size)}
-        spatial.update({op["out"]: tuple(op["shape"][1:3]) for op in self.graph if len(op["shape"]) == 4})
         matrices: dict[str, str] = {}
         for op in self.graph:
             if op["op"] != "conv":
@@ -340,7 +345,7 @@ class GraphNet(torch.nn.Module):
             weight = self._const(op["weight"])
             out_channels, group_in, kh, kw = weight.shape
             pointwise = (kh, kw) == (1, 1) and op["stride"] == [1, 1] and (op["groups"] == 1 or group_in > 1)
-            whole = not op["same"] and spatial.get(op["in"][0]) == (kh, kw) and op["shape"][1:3] == [1, 1]
+            whole = not op["same"] and self._spatial.get(op["in"][0]) == (kh, kw) and op["shape"][1:3] == [1, 1]
             if not (pointwise or whole):
                 continue
             groups = op["groups"]
@@ -379,8 +384,7 @@ class GraphNet(torch.nn.Module):
         pads = {
             op["out"]: op
             for op in self.graph
-            if op["op"] == "pad" and uses.get(op["out"], 0) == 1 and all(p == [0, 0] for p in op["pads"][:3])
-            and op["pads"][3][0] == 0
+            if _appends_zero_channels(op) and uses.get(op["out"], 0) == 1
         }
         slice_adds = {}
         for op in self.graph:
@@ -397,15 +401,12 @@ class GraphNet(torch.nn.Module):
         The input size is fixed, so they are worked out once here: computed in the call from ``x.shape``, a
         TorchScript trace recorded them as a few hundred integer ops that it then ran at every call.
         """
-        size = self.config["input_size"]
-        spatial = {self.config["inputs"][0]: (size, size)}
-        spatial.update({op["out"]: tuple(op["shape"][1:3]) for op in self.graph if len(op["shape"]) == 4})
         pads = {}
         for op in self.graph:
             if op["op"] in ("conv", "max_pool_2d") and op["same"]:
                 kernel = self._const(op["weight"]).shape[2:] if op["op"] == "conv" else op["kernel"]
                 dilation = op.get("dilation", [1, 1])
-                h, w = spatial[op["in"][0]]
+                h, w = self._spatial[op["in"][0]]
                 pads[op["out"]] = (
                     _same_pads(w, kernel[1], op["stride"][1], dilation[1]),
                     _same_pads(h, kernel[0], op["stride"][0], dilation[0]),
