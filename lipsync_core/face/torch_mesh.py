@@ -65,9 +65,9 @@ RIGHT_EYE = (
 LEFT_IRIS = tuple(range(468, 473))
 RIGHT_IRIS = tuple(range(473, 478))
 # Tracking meshes one frame a call; the mesh's TorchScript trace (0.29-0.39 s here with its first call since
-# session 12's smaller graph) saves about 4 ms a frame (a third), so it is made once this many frames have gone
-# through: about when the untraced calls' extra time equals the trace's cost (3.2 s at 25 fps); a short clip
-# never pays for it.
+# session 12's smaller graph) saves 1.5-4 ms a frame (median 3.3: about a third), so it is made once this many
+# frames have gone through: about when the untraced calls' extra time equals the trace's cost (3.2 s at 25 fps);
+# a short clip never pays for it.
 MESH_TRACE_AFTER_FRAMES = 80
 EYE_CONTOUR = 16  # the first 16 eye points are the eye's contour: the iris depth is their mean depth
 
